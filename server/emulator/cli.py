@@ -1,0 +1,212 @@
+"""`queuecast simulate`: run the Amazon Connect emulator as an HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+
+from server.emulator.app import create_emulator_app
+from server.emulator.config import DEFAULT_QUEUES, LEAVE_MODES, EmulatorConfig
+from server.emulator.model import QueueSpec
+from server.emulator.runtime import Emulator
+from server.ids import instance_arn
+
+READY_PREFIX = "queuecast-simulate ready "
+GRACEFUL_SHUTDOWN_S = 2  # stalled requests (fault injection) must not hold shutdown forever
+
+
+def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the `simulate` subcommand; its handler is `run_simulate(args) -> int`."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run an Amazon Connect emulator (GetContactMetrics, DescribeContact, /_sim/)",
+        description=(
+            "Serve Amazon Connect's GetContactMetrics and DescribeContact over the real wire "
+            "protocol, answered from a live queue model. Point an AWS SDK or CLI at it with "
+            "--endpoint-url and dummy credentials. Control and truth API under /_sim/. Prints "
+            "one line 'queuecast-simulate ready {json}' once it serves."
+        ),
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--port", type=int, default=8001, help="port to bind; 0 picks a free one (default 8001)")
+    add("--seed", type=int, default=1, help="seed of the model; same seed, same history")
+    add("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    add("--paused", action="store_true", help="start with simulated time frozen")
+    add("--rps", type=float, default=2.0, help="GetContactMetrics quota, requests/s")
+    add("--burst", type=int, default=5, help="GetContactMetrics quota burst")
+    add("--describe-rps", type=float, default=2.0, help="DescribeContact quota, requests/s")
+    add("--describe-burst", type=int, default=5, help="DescribeContact quota burst")
+    add("--no-quota", action="store_true", help="disable both quotas")
+    add("--instances", type=int, default=1, help="Connect instances, each with every queue")
+    add(
+        "--queue",
+        action="append",
+        metavar="NAME[:AGENTS[:PER_MINUTE]]",
+        help="a queue (repeatable); default: sales, support, billing",
+    )
+    add("--agents", type=int, default=2, help="agents per queue unless given in --queue")
+    add(
+        "--arrivals",
+        type=float,
+        default=2.0,
+        help="Poisson arrivals per minute per queue; 0 = API only",
+    )
+    add("--mean-service", type=float, default=120.0, help="mean handle time, seconds")
+    add(
+        "--service-cv", type=float, default=None, help="handle-time CV (gamma); default exponential"
+    )
+    add(
+        "--mean-patience",
+        type=float,
+        default=600.0,
+        help="mean patience, seconds; 0 = never abandon",
+    )
+    add("--priorities", default="", help="comma-separated priorities drawn for arrivals, e.g. 1,5")
+    add("--leave-mode", choices=LEAVE_MODES, default="empty-then-not-found")
+    add(
+        "--leave-grace", type=float, default=30.0, help="real seconds of 'empty' before 'not found'"
+    )
+    add("--events-url", default=None, help="POST EventBridge contact events to this URL")
+    add("--region", default="us-east-1")
+    add("--account-id", default="123456789012")
+    parser.set_defaults(func=run_simulate)
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """The `EmulatorConfig` the parsed flags describe.
+
+    Raises:
+        ValueError: a flag value out of range or a malformed --queue.
+    """
+    priorities = tuple(int(p) for p in args.priorities.split(",") if p.strip())
+    patience = args.mean_patience or None
+
+    def spec(name: str, agents: int, per_minute: float) -> QueueSpec:
+        return QueueSpec(
+            name, agents, per_minute, args.mean_service, args.service_cv, patience, priorities
+        )
+
+    queues = []
+    for text in args.queue or [q.name for q in DEFAULT_QUEUES]:
+        name, *rest = text.split(":")
+        if not name or len(rest) > 2:
+            raise ValueError(f"bad --queue {text!r}: expected NAME[:AGENTS[:PER_MINUTE]]")
+        agents = int(rest[0]) if rest else args.agents
+        per_minute = float(rest[1]) if len(rest) > 1 else args.arrivals
+        queues.append(spec(name, agents, per_minute))
+    return EmulatorConfig(
+        seed=args.seed,
+        speed=args.speed,
+        paused=args.paused,
+        instances=args.instances,
+        queues=tuple(queues),
+        quota_enabled=not args.no_quota,
+        rps=args.rps,
+        burst=args.burst,
+        describe_quota_enabled=not args.no_quota,
+        describe_rps=args.describe_rps,
+        describe_burst=args.describe_burst,
+        leave_mode=args.leave_mode,
+        leave_grace=args.leave_grace,
+        events_url=args.events_url,
+        region=args.region,
+        account_id=args.account_id,
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; binding here makes `--port 0` report the port it got."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)  # connections made before uvicorn accepts wait in the backlog
+    return sock
+
+
+def ready_info(emulator: Emulator, endpoint_url: str) -> dict[str, Any]:
+    config = emulator.config
+    return {
+        "endpoint_url": endpoint_url,
+        "region": config.region,
+        "instances": [
+            {
+                "id": instance_id,
+                "arn": instance_arn(config.region, config.account_id, instance_id),
+                "queues": [{"id": q.queue_id, "name": q.spec.name} for q in queues],
+            }
+            for instance_id, queues in emulator.model.instances.items()
+        ],
+    }
+
+
+def _announce(info: dict[str, Any]) -> None:
+    first = info["instances"][0]
+    print(f"Amazon Connect emulator at {info['endpoint_url']} (region {info['region']})")
+    for instance in info["instances"]:
+        print(f"  instance {instance['id']}")
+        for queue in instance["queues"]:
+            print(f"    queue {queue['name']}: {queue['id']}")
+    print("  control and truth API: GET /_sim/state, POST /_sim/contacts, PUT /_sim/config")
+    print(
+        "  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws connect get-contact-metrics"
+        f" --endpoint-url {info['endpoint_url']} --region {info['region']}"
+        f" --instance-id {first['id']} --contact-id <contactId from /_sim/state>"
+        " --metrics Name=POSITION_IN_QUEUE Name=ESTIMATED_WAIT_TIME"
+    )
+    print(READY_PREFIX + json.dumps(info, separators=(",", ":")), flush=True)
+
+
+async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+    sock = bind_socket(host, port)
+    bound = sock.getsockname()
+    shown_host = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
+    app = create_emulator_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+    )
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        # uvicorn offers no started event; poll its flag briefly (start-up only).
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if server.started:
+            _announce(ready_info(app.state.emulator, f"http://{shown_host}:{bound[1]}"))
+        await serving
+    finally:
+        if not serving.done():
+            server.should_exit = True
+            await asyncio.gather(serving, return_exceptions=True)
+        sock.close()
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Run until SIGTERM or SIGINT; exit status 0 on either, 2 on a bad configuration."""
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"queuecast simulate: {exc}", file=sys.stderr)
+        return 2
+    # uvicorn re-raises the signal that stopped it once it has shut down; these no-op
+    # handlers make that a clean exit with status 0 instead of death by signal.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        asyncio.run(_serve(config, args.host, args.port))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,59 @@
+"""Start-up configuration of the emulator (the run-time part can change via `PUT /_sim/config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.emulator.model import QueueSpec
+
+LEAVE_MODES = ("empty-then-not-found", "empty", "not-found", "invalid")
+
+DEFAULT_QUEUES = (QueueSpec("sales"), QueueSpec("support"), QueueSpec("billing"))
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything `create_emulator_app` needs.
+
+    Each of the `instances` Connect instances gets its own copy of `queues` (with its own ids).
+    Quotas are real requests per second, shared by every caller ("per account and Region").
+    `speed` scales simulated time against real time; `leave_grace` is in real seconds.
+    """
+
+    seed: int = 1
+    speed: float = 1.0
+    paused: bool = False
+    instances: int = 1
+    queues: tuple[QueueSpec, ...] = DEFAULT_QUEUES
+    quota_enabled: bool = True
+    rps: float = 2.0
+    burst: int = 5
+    describe_quota_enabled: bool = True
+    describe_rps: float = 2.0
+    describe_burst: int = 5
+    leave_mode: str = "empty-then-not-found"
+    leave_grace: float = 30.0
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    events_url: str | None = None
+    events_timeout_s: float = 2.0
+    events_queue_size: int = 1000
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    tick_s: float = 0.05
+    max_body_bytes: int = 64 * 1024
+    max_history: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.leave_mode not in LEAVE_MODES:
+            raise ValueError(f"leave_mode must be one of {', '.join(LEAVE_MODES)}")
+        if self.instances < 1 or not self.queues:
+            raise ValueError("need at least one instance with at least one queue")
+        names = [q.name for q in self.queues]
+        if len(set(names)) != len(names):
+            raise ValueError("queue names must be unique")
+        if self.speed < 0 or self.rps <= 0 or self.burst < 1:
+            raise ValueError("speed must be >= 0, rps > 0, burst >= 1")
+        if self.describe_rps <= 0 or self.describe_burst < 1:
+            raise ValueError("describe_rps must be > 0 and describe_burst >= 1")
