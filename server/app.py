@@ -1,0 +1,123 @@
+"""The Starlette application: one lifespan owns the bus, the Connect client, the poller and
+the gateway, entered in that order and closed in reverse."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from server import http_api
+from server.bus import Bus, BusBackend, MemoryBackend
+from server.bus.redis import RedisBackend
+from server.connect import ConnectClient
+from server.gateway import Gateway, GatewayConfig
+from server.poller import ContactPoller, PollerConfig
+from server.runtime import Runtime
+from server.settings import Settings
+
+log = logging.getLogger("queuecast")
+
+PACKAGED_STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def redis_client(url: str, timeout: float = 3.0) -> aioredis.Redis:
+    """A client whose failures surface at once: the bus owns the one retry policy."""
+    return aioredis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+def poller_config(settings: Settings) -> PollerConfig:
+    return PollerConfig(
+        rps=settings.rps,
+        burst=settings.burst,
+        describe_rps=settings.describe_rps,
+        describe_burst=settings.describe_burst,
+        poll_interval=settings.poll_interval,
+        ewt_threshold=settings.ewt_threshold,
+        stale_after=settings.stale_after,
+        tombstone_ttl=settings.tombstone_ttl,
+        state_ttl=settings.state_ttl,
+        linger=settings.linger,
+        max_in_flight=settings.max_in_flight,
+    )
+
+
+def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Starlette:
+    """Build the service.
+
+    Args:
+        settings: the configuration.
+        backend: a bus backend to use instead of the one `settings.redis_url` implies.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            chosen = backend
+            if chosen is None and settings.redis_url:
+                client = redis_client(settings.redis_url)
+                stack.push_async_callback(client.aclose)
+                chosen = RedisBackend(client)
+            bus = await stack.enter_async_context(Bus(chosen or MemoryBackend()))
+            connect = await stack.enter_async_context(
+                ConnectClient(
+                    settings.region,
+                    settings.connect_endpoint_url,
+                    connect_timeout=settings.connect_timeout,
+                    read_timeout=settings.read_timeout,
+                    max_pool=settings.max_in_flight + 2,
+                )
+            )
+            poller = await stack.enter_async_context(
+                ContactPoller(poller_config(settings), connect, bus)
+            )
+            gateway = Gateway(
+                GatewayConfig(
+                    default_instance=settings.instance_id,
+                    max_subscriptions=settings.max_subscriptions,
+                    send_timeout=settings.send_timeout,
+                    allowed_origins=settings.allowed_origins,
+                ),
+                bus,
+                poller,
+            )
+            runtime = Runtime(settings, bus, connect, poller, gateway)
+            stack.push_async_callback(runtime.drain)
+            app.state.runtime = runtime
+            log.info("queuecast ready", extra={"settings": settings.redacted()})
+            yield
+
+    static_dir = Path(settings.static_dir) if settings.static_dir else PACKAGED_STATIC
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/static/demo.html")
+
+    routes = [
+        WebSocketRoute("/ws", _websocket_endpoint),
+        *http_api.routes,
+        Route("/", home, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _websocket_endpoint(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    await runtime.gateway.handle(websocket)

@@ -1,0 +1,18 @@
+"""The event bus: one interface, a memory and a Redis backend."""
+
+from __future__ import annotations
+
+from server.bus.base import BusBackend, BusUnavailable, contact_channel, queue_channel
+from server.bus.core import Bus, Delivery, Listener
+from server.bus.memory import MemoryBackend
+
+__all__ = [
+    "Bus",
+    "BusBackend",
+    "BusUnavailable",
+    "Delivery",
+    "Listener",
+    "MemoryBackend",
+    "contact_channel",
+    "queue_channel",
+]

@@ -1,0 +1,112 @@
+"""The bus backend interface: pub/sub plus the latest-state store that publishes are tied to.
+
+A backend only moves bytes. Fan-out to local subscribers, reference counting and reconnection
+live once, in `server.bus.core.Bus`, not in each backend (as in encode/broadcaster).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class BusUnavailable(ConnectionError):
+    """The backend cannot be reached; the operation may be retried later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    channel: str
+    data: bytes
+
+
+# Keys and channels of one contact share the `{contact}` hash tag so that they live in one
+# Redis Cluster slot.
+def contact_channel(contact: str) -> str:
+    return f"qc:{{{contact}}}:events"
+
+
+def contact_state_key(contact: str) -> str:
+    return f"qc:{{{contact}}}:state"
+
+
+def contact_seq_key(contact: str) -> str:
+    return f"qc:{{{contact}}}:seq"
+
+
+def queue_channel(queue: str) -> str:
+    return f"qc:queue:{{{queue}}}:events"
+
+
+def queue_members_key(queue: str) -> str:
+    return f"qc:queue:{{{queue}}}:contacts"
+
+
+class BusBackend(abc.ABC):
+    """Pub/sub transport and state store. Implementations: memory and Redis."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections; raise `BusUnavailable` when the backend cannot be reached."""
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Close connections. Idempotent."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe this process; returns once messages published afterwards will arrive."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def next_published(self) -> Message:
+        """Wait for the next message on a subscribed channel.
+
+        Raises:
+            BusUnavailable: the subscriber connection was lost or has gone deaf; the caller
+                reconnects with `resubscribe`.
+        """
+
+    @abc.abstractmethod
+    async def resubscribe(self, channels: Sequence[str]) -> None:
+        """Reopen the subscriber connection and subscribe `channels` again."""
+
+    @abc.abstractmethod
+    async def commit(
+        self,
+        contact: str,
+        queue: str | None,
+        head: bytes,
+        ttl: float,
+        ended: bool,
+    ) -> bytes:
+        """Atomically: next seq, store head+seq as the contact's state, publish it.
+
+        The event goes to the contact's channel and, with a queue, to the queue's channel; the
+        queue's member set gains the contact, or loses it when `ended`.
+
+        Args:
+            head: the event encoded up to `"seq":` (see `server.events.encode_head`).
+            ttl: seconds to keep the stored state.
+
+        Returns:
+            The complete message as published.
+        """
+
+    @abc.abstractmethod
+    async def read_states(self, contacts: Sequence[str]) -> list[bytes | None]:
+        """The stored state of each contact, `None` where none is stored."""
+
+    @abc.abstractmethod
+    async def queue_members(self, queue: str) -> list[str]:
+        """Contacts currently waiting in `queue`, as far as the store knows."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Round-trip to the store; raises `BusUnavailable` when it does not answer."""

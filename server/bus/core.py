@@ -1,0 +1,250 @@
+"""The bus core: local fan-out, reference-counted subscriptions and reconnection, done once.
+
+Every event reaches this process through the backend's subscription (even events this process
+committed), is decoded once, and is handed to each local listener with the same text, so the
+WebSocket layer never encodes per socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+from server import metrics
+from server.backoff import Backoff
+from server.bus.base import BusBackend, BusUnavailable, Message
+from server.events import ContactEvent, EventDecodeError, decode_event
+
+log = logging.getLogger("queuecast.bus")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    channel: str
+    event: ContactEvent
+    text: str  # the message exactly as published, shared by every socket
+
+
+class Listener(Protocol):
+    def deliver(self, delivery: Delivery) -> None:
+        """Called in the reader task for every message; must not block."""
+
+
+ReconnectHook = Callable[[], Awaitable[None]]
+
+
+class Bus:
+    """Async context manager over a `BusBackend`.
+
+    Args:
+        backend: the transport and store.
+        reconnect_base: first reconnect delay ceiling, seconds (then doubling, full jitter).
+        reconnect_cap: largest reconnect delay ceiling, seconds.
+    """
+
+    def __init__(
+        self,
+        backend: BusBackend,
+        *,
+        reconnect_base: float = 0.1,
+        reconnect_cap: float = 5.0,
+    ) -> None:
+        self.backend = backend
+        self._listeners: dict[str, set[Listener]] = {}
+        self._subscribed: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._backoff = Backoff(reconnect_base, reconnect_cap)
+        self._reconnect_hooks: list[ReconnectHook] = []
+        self._connected = False
+        self._closed = False
+        self.last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Bus:
+        try:
+            await self.backend.connect()
+        except BusUnavailable as exc:
+            # Start anyway: the reader keeps reconnecting and /readyz says why meanwhile.
+            self._mark_down(str(exc))
+        else:
+            self._connected = True
+            metrics.BUS_CONNECTED.set(1)
+        self._reader = asyncio.create_task(self._read_loop(), name="bus-reader")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the reader and close the backend. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        self._connected = False
+        metrics.BUS_CONNECTED.set(0)
+        await self.backend.disconnect()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber connection is up and listening."""
+        return self._connected and self._reader is not None and not self._reader.done()
+
+    def on_reconnect(self, hook: ReconnectHook) -> None:
+        """Run `hook` after every reconnection, once all channels are subscribed again."""
+        self._reconnect_hooks.append(hook)
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    @property
+    def channels(self) -> Sequence[str]:
+        return tuple(self._subscribed)
+
+    def listener_count(self, channel: str) -> int:
+        return len(self._listeners.get(channel, ()))
+
+    async def subscribe(self, channel: str, listener: Listener) -> None:
+        """Add a local listener; the first one for a channel subscribes the process.
+
+        Returns once events published from now on will reach the listener.
+
+        Raises:
+            BusUnavailable: the backend could not subscribe; nothing is left registered.
+        """
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            if channel not in self._subscribed:
+                await self.backend.subscribe(channel)
+                self._subscribed.add(channel)
+            self._listeners.setdefault(channel, set()).add(listener)
+
+    async def unsubscribe(self, channel: str, listener: Listener) -> None:
+        """Remove a local listener; the last one unsubscribes the process."""
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            listeners = self._listeners.get(channel)
+            if listeners is None:
+                return
+            listeners.discard(listener)
+            if listeners:
+                return
+            del self._listeners[channel]
+            if channel in self._subscribed:
+                self._subscribed.discard(channel)
+                # On failure the next reconnect subscribes only what is still wanted.
+                with contextlib.suppress(BusUnavailable):
+                    await self.backend.unsubscribe(channel)
+        if not lock.locked() and channel not in self._listeners:
+            self._locks.pop(channel, None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        if not self._connected:
+            await self._reconnect()
+        while True:
+            try:
+                message = await self.backend.next_published()
+            except BusUnavailable as exc:
+                self._mark_down(str(exc))
+                await self._reconnect()
+                continue
+            self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
+        listeners = self._listeners.get(message.channel)
+        if not listeners:
+            return
+        try:
+            text = message.data.decode()
+            event = decode_event(text)
+        except (UnicodeDecodeError, EventDecodeError) as exc:
+            metrics.BUS_MALFORMED.inc()
+            log.warning(
+                "dropped a malformed bus message",
+                extra={"channel": message.channel, "error": str(exc)},
+            )
+            return
+        delivery = Delivery(message.channel, event, text)
+        for listener in tuple(listeners):
+            try:
+                listener.deliver(delivery)
+            except Exception:
+                log.exception("listener failed", extra={"channel": message.channel})
+
+    def _mark_down(self, reason: str) -> None:
+        if self._connected:
+            log.warning("bus connection lost", extra={"error": reason})
+        self._connected = False
+        self.last_error = reason
+        metrics.BUS_CONNECTED.set(0)
+
+    async def _reconnect(self) -> None:
+        while True:
+            await asyncio.sleep(self._backoff.next_delay())
+            metrics.BUS_RECONNECTS.inc()
+            wanted = sorted(self._listeners)
+            try:
+                await self.backend.resubscribe(wanted)
+            except BusUnavailable as exc:
+                self.last_error = str(exc)
+                continue
+            break
+        self._subscribed = set(wanted)
+        self._backoff.reset()
+        self._connected = True
+        self.last_error = None
+        metrics.BUS_CONNECTED.set(1)
+        log.info("bus reconnected", extra={"channels": len(wanted)})
+        for hook in self._reconnect_hooks:
+            try:
+                await hook()
+            except BusUnavailable as exc:
+                log.warning("resync after reconnect failed", extra={"error": str(exc)})
+            except Exception:
+                log.exception("reconnect hook failed")
+
+    # -- store -----------------------------------------------------------------------------
+
+    async def commit(
+        self, contact: str, queue: str | None, head: bytes, ttl: float, ended: bool
+    ) -> bytes:
+        data = await self.backend.commit(contact, queue, head, ttl, ended)
+        metrics.EVENTS_PUBLISHED.inc()
+        return data
+
+    async def read_states(self, contacts: Sequence[str]) -> list[ContactEvent | None]:
+        """Stored states, decoded; a malformed stored state reads as `None`."""
+        out: list[ContactEvent | None] = []
+        for raw in await self.backend.read_states(contacts):
+            try:
+                out.append(None if raw is None else decode_event(raw))
+            except EventDecodeError:
+                metrics.BUS_MALFORMED.inc()
+                out.append(None)
+        return out
+
+    async def queue_members(self, queue: str) -> list[str]:
+        return await self.backend.queue_members(queue)
+
+    async def ping(self) -> None:
+        await self.backend.ping()
+
+
+__all__ = ["Bus", "BusUnavailable", "Delivery", "Listener"]

@@ -1,0 +1,83 @@
+"""An in-process backend: one process, no Redis, same semantics (used by `serve` and `demo`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from server.bus.base import (
+    BusBackend,
+    Message,
+    contact_channel,
+    queue_channel,
+)
+
+
+class MemoryBackend(BusBackend):
+    """Keeps states, seqs and subscriptions in dicts; delivery through one bounded queue."""
+
+    def __init__(self, max_pending: int = 10_000) -> None:
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=max_pending)
+        self._channels: set[str] = set()
+        self._seqs: dict[str, int] = {}
+        self._states: dict[str, tuple[bytes, float]] = {}
+        self._queues: dict[str, set[str]] = {}
+
+    async def connect(self) -> None:
+        return None
+
+    async def disconnect(self) -> None:
+        self._channels.clear()
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+
+    async def resubscribe(self, channels: Sequence[str]) -> None:
+        self._channels = set(channels)
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        if channel in self._channels:
+            # A bounded queue: a publisher outrunning the reader waits instead of growing memory.
+            await self._queue.put(Message(channel, data))
+
+    async def next_published(self) -> Message:
+        return await self._queue.get()
+
+    async def commit(
+        self, contact: str, queue: str | None, head: bytes, ttl: float, ended: bool
+    ) -> bytes:
+        seq = self._seqs.get(contact, 0) + 1
+        self._seqs[contact] = seq
+        data = head + str(seq).encode() + b"}"
+        self._states[contact] = (data, time.monotonic() + ttl)
+        if queue is not None:
+            members = self._queues.setdefault(queue, set())
+            if ended:
+                members.discard(contact)
+            else:
+                members.add(contact)
+        await self.publish(contact_channel(contact), data)
+        if queue is not None:
+            await self.publish(queue_channel(queue), data)
+        return data
+
+    async def read_states(self, contacts: Sequence[str]) -> list[bytes | None]:
+        now = time.monotonic()
+        out: list[bytes | None] = []
+        for contact in contacts:
+            entry = self._states.get(contact)
+            if entry is not None and entry[1] <= now:
+                del self._states[contact]
+                entry = None
+            out.append(None if entry is None else entry[0])
+        return out
+
+    async def queue_members(self, queue: str) -> list[str]:
+        return sorted(self._queues.get(queue, ()))
+
+    async def ping(self) -> None:
+        return None

@@ -1,0 +1,174 @@
+"""The one event schema: the same JSON on Redis, over WebSocket and from HTTP.
+
+    {"type": "snapshot"|"update"|"ended", "instance", "contact", "queue", "position",
+     "ewt", "at", "stale", "reason", "seq"}
+
+`seq` is always the last member. The bus assigns it atomically where the state is stored (a
+Redis counter), so an event is encoded once as everything-but-seq (`encode_head`) and the store
+appends the number: the bytes published are then the bytes every subscriber receives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+EventType = Literal["snapshot", "update", "ended"]
+EVENT_TYPES: frozenset[str] = frozenset({"snapshot", "update", "ended"})
+
+# Why a contact stopped being tracked.
+REASON_LEFT_QUEUE = "left_queue"
+REASON_NOT_FOUND = "not_found"
+REASON_INVALID = "invalid"
+REASON_UNTRACKED = "untracked"
+
+
+class EventDecodeError(ValueError):
+    """Bytes that are not a valid queuecast event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEvent:
+    """The state of one contact as published; every event carries the full state."""
+
+    type: EventType
+    instance: str
+    contact: str
+    queue: str | None
+    position: int | None
+    ewt: int | None
+    at: str
+    stale: bool
+    reason: str | None
+    seq: int
+
+    @property
+    def ended(self) -> bool:
+        return self.type == "ended"
+
+    def as_type(self, type_: EventType) -> ContactEvent:
+        return self if self.type == type_ else replace(self, type=type_)
+
+    def encode(self) -> bytes:
+        return (
+            encode_head(
+                self.type,
+                instance=self.instance,
+                contact=self.contact,
+                queue=self.queue,
+                position=self.position,
+                ewt=self.ewt,
+                at=self.at,
+                stale=self.stale,
+                reason=self.reason,
+            )
+            + str(self.seq).encode()
+            + b"}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "instance": self.instance,
+            "contact": self.contact,
+            "queue": self.queue,
+            "position": self.position,
+            "ewt": self.ewt,
+            "at": self.at,
+            "stale": self.stale,
+            "reason": self.reason,
+            "seq": self.seq,
+        }
+
+
+def encode_head(
+    type_: EventType,
+    *,
+    instance: str,
+    contact: str,
+    queue: str | None,
+    position: int | None,
+    ewt: int | None,
+    at: str,
+    stale: bool,
+    reason: str | None,
+) -> bytes:
+    """Encode an event up to and including `"seq":`; the store appends the number and `}`."""
+    body = json.dumps(
+        {
+            "type": type_,
+            "instance": instance,
+            "contact": contact,
+            "queue": queue,
+            "position": position,
+            "ewt": ewt,
+            "at": at,
+            "stale": stale,
+            "reason": reason,
+        },
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return body[:-1].encode() + b',"seq":'
+
+
+def _opt_int(payload: dict[str, Any], key: str) -> int | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EventDecodeError(f"{key} must be an integer or null")
+    return value
+
+
+def _opt_str(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise EventDecodeError(f"{key} must be a string or null")
+
+
+def decode_event(data: bytes | str) -> ContactEvent:
+    """Parse and validate an event.
+
+    Raises:
+        EventDecodeError: the data is not JSON or not of the schema.
+    """
+    try:
+        payload = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise EventDecodeError("an event is a JSON object")
+    type_ = payload.get("type")
+    if type_ not in EVENT_TYPES:
+        raise EventDecodeError(f"unknown event type {type_!r}")
+    instance, contact, at = payload.get("instance"), payload.get("contact"), payload.get("at")
+    if not isinstance(instance, str) or not isinstance(contact, str) or not isinstance(at, str):
+        raise EventDecodeError("instance, contact and at must be strings")
+    seq = payload.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise EventDecodeError("seq must be a positive integer")
+    stale = payload.get("stale", False)
+    if not isinstance(stale, bool):
+        raise EventDecodeError("stale must be a boolean")
+    return ContactEvent(
+        type=cast(EventType, type_),
+        instance=instance,
+        contact=contact,
+        queue=_opt_str(payload, "queue"),
+        position=_opt_int(payload, "position"),
+        ewt=_opt_int(payload, "ewt"),
+        at=at,
+        stale=stale,
+        reason=_opt_str(payload, "reason"),
+        seq=seq,
+    )
+
+
+def utc_iso(timestamp: float) -> str:
+    """ISO-8601 UTC with millisecond precision and a `Z`, as browsers parse it."""
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,355 @@
+"""The WebSocket gateway at `/ws`: one `ClientSession` per socket, two loops racing.
+
+A session is a bus `Listener`: the bus hands it each event's shared text, and the session
+only queues it in its bounded outbox. Per socket there are exactly two tasks (receive and
+send), none per subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from server import metrics
+from server.bus import Bus, BusUnavailable, Delivery, contact_channel, queue_channel
+from server.events import ContactEvent
+from server.outbox import Outbox, OutboxFull
+from server.poller import ContactPoller
+from server.protocol import (
+    PONG,
+    Auth,
+    ClientMessage,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    Unsubscribe,
+    error_frame,
+    parse_client_message,
+)
+
+log = logging.getLogger("queuecast.gateway")
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    default_instance: str | None = None
+    max_subscriptions: int = 50
+    send_timeout: float = 10.0
+    drain_timeout: float = 5.0
+    allowed_origins: tuple[str, ...] = ()
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a handshake's Origin may open a socket (cross-site WebSocket hijacking guard).
+
+    Clients that send no Origin (not browsers) are allowed; a browser page must come from the
+    service's own host or from an origin in `allowed` (`*` allows any, only if configured).
+    """
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    return host is not None and origin.split("://", 1)[-1] == host
+
+
+class ClientSession:
+    """One WebSocket client: its subscriptions, its outbox, its receive and send loops."""
+
+    def __init__(self, gateway: Gateway, websocket: WebSocket) -> None:
+        self._gateway = gateway
+        self._ws = websocket
+        self.contacts: dict[str, str] = {}  # contact -> instance
+        self.queues: set[str] = set()
+        self._watching: set[str] = set()
+        self._last_seq: dict[str, int] = {}
+        self._finished: set[str] = set()  # contact subscriptions that received `ended`
+        self.outbox = Outbox()
+        self._wake = asyncio.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    # -- bus listener ----------------------------------------------------------------------
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.offer(delivery.event, delivery.text)
+
+    def offer(self, event: ContactEvent, text: str) -> None:
+        """Queue an event unless this client has it (or a newer one) already."""
+        contact = event.contact
+        subscribed = contact in self.contacts
+        if not subscribed and event.queue not in self.queues:
+            return
+        if event.seq <= self._last_seq.get(contact, 0):
+            return
+        if self.outbox.put_event(event, text):
+            metrics.OUTBOX_COALESCED.inc()
+        if event.ended:
+            if subscribed:
+                self._finished.add(contact)
+                self._last_seq[contact] = event.seq
+            else:
+                self._last_seq.pop(contact, None)  # a queue member left; forget it
+        else:
+            self._last_seq[contact] = event.seq
+        self._wake.set()
+
+    # -- control ---------------------------------------------------------------------------
+
+    def request_close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self._wake.set()
+
+    def _send_error(self, code: str, message: str, contact: str | None = None) -> None:
+        metrics.CLIENT_ERRORS.labels(code).inc()
+        self._send_control(error_frame(code, message, contact))
+
+    def _send_control(self, frame: str) -> None:
+        try:
+            self.outbox.put_control(frame)
+        except OutboxFull:
+            self.request_close(CLOSE_POLICY, "too many unread replies")
+            return
+        self._wake.set()
+
+    # -- loops -----------------------------------------------------------------------------
+
+    async def receive_loop(self) -> None:
+        while self.close_code is None:
+            message = await self._ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            try:
+                if text is None:
+                    raise ProtocolError("bad_message", "send JSON text frames, not binary")
+                request = parse_client_message(text)
+            except ProtocolError as exc:
+                self._send_error(exc.code, exc.message, exc.contact)
+                continue
+            await self._handle(request)
+
+    async def send_loop(self) -> None:
+        send_timeout = self._gateway.config.send_timeout
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._finished:
+                await self._release_finished()
+            while (frame := self.outbox.pop()) is not None:
+                try:
+                    await asyncio.wait_for(self._ws.send_text(frame), send_timeout)
+                except TimeoutError:
+                    self.request_close(CLOSE_TRY_AGAIN_LATER, "client too slow to read")
+                    return
+                metrics.FRAMES_SENT.inc()
+            if self.close_code is not None:
+                return
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _handle(self, request: ClientMessage) -> None:
+        if isinstance(request, Ping):
+            self._send_control(PONG)
+        elif isinstance(request, Subscribe):
+            if request.contact is not None:
+                await self._subscribe_contact(request.contact, request.instance, request.since)
+            elif request.queue is not None:
+                await self._subscribe_queue(request.queue, request.since)
+        elif isinstance(request, Unsubscribe):
+            if request.contact is not None:
+                await self._release_contact(request.contact)
+            elif request.queue is not None:
+                await self._release_queue(request.queue)
+        elif isinstance(request, Auth):
+            self._send_error("unsupported", "this server does not use tokens")
+
+    def _room_for_one_more(self) -> bool:
+        if len(self.contacts) + len(self.queues) >= self._gateway.config.max_subscriptions:
+            self._send_error("too_many_subscriptions", "unsubscribe from something first")
+            return False
+        return True
+
+    async def _subscribe_contact(self, contact: str, instance: str | None, since: int) -> None:
+        if contact in self.contacts:
+            return  # already streaming; a second subscribe changes nothing
+        instance = instance or self._gateway.config.default_instance
+        if instance is None:
+            self._send_error("bad_instance", "name the `instance` of the contact", contact)
+            return
+        if not self._room_for_one_more():
+            return
+        bus, poller = self._gateway.bus, self._gateway.poller
+        self.contacts[contact] = instance
+        self._last_seq[contact] = max(self._last_seq.get(contact, 0), since)
+        try:
+            # Subscribe first, then read the stored state: an event committed in between
+            # arrives both ways, and the seq check keeps only the newer.
+            await bus.subscribe(contact_channel(contact), self)
+            [stored] = await bus.read_states([contact])
+        except BusUnavailable:
+            await self._release_contact(contact)
+            self._send_error("unavailable", "the event bus is unreachable; retry", contact)
+            return
+        metrics.SUBSCRIPTIONS.inc()
+        if stored is not None:
+            shown = stored if stored.ended else stored.as_type("snapshot")
+            self.offer(shown, shown.encode().decode())
+            if stored.ended:
+                return  # a tombstone: tell the client, never poll it again
+        if poller.watch(instance, contact, stored):
+            self._watching.add(contact)
+
+    async def _subscribe_queue(self, queue: str, since: int) -> None:
+        del since  # a queue has no seq of its own; each contact's seq is checked instead
+        if queue in self.queues:
+            return
+        if not self._room_for_one_more():
+            return
+        bus = self._gateway.bus
+        self.queues.add(queue)
+        try:
+            await bus.subscribe(queue_channel(queue), self)
+            members = await bus.queue_members(queue)
+            states = await bus.read_states(members)
+        except BusUnavailable:
+            await self._release_queue(queue)
+            self._send_error("unavailable", "the event bus is unreachable; retry")
+            return
+        metrics.SUBSCRIPTIONS.inc()
+        for state in states:
+            if state is not None and not state.ended and state.queue == queue:
+                shown = state.as_type("snapshot")
+                self.offer(shown, shown.encode().decode())
+
+    async def _release_contact(self, contact: str) -> None:
+        if self.contacts.pop(contact, None) is None:
+            return
+        metrics.SUBSCRIPTIONS.dec()
+        self.outbox.discard(contact)
+        self._finished.discard(contact)
+        if contact in self._watching:
+            self._watching.discard(contact)
+            self._gateway.poller.unwatch(contact)
+        with contextlib.suppress(BusUnavailable):
+            await self._gateway.bus.unsubscribe(contact_channel(contact), self)
+
+    async def _release_queue(self, queue: str) -> None:
+        if queue not in self.queues:
+            return
+        self.queues.discard(queue)
+        metrics.SUBSCRIPTIONS.dec()
+        with contextlib.suppress(BusUnavailable):
+            await self._gateway.bus.unsubscribe(queue_channel(queue), self)
+
+    async def _release_finished(self) -> None:
+        finished, self._finished = self._finished, set()
+        for contact in finished:
+            # Keep the `ended` frame queued: only the subscription goes.
+            self.contacts.pop(contact, None)
+            metrics.SUBSCRIPTIONS.dec()
+            if contact in self._watching:
+                self._watching.discard(contact)
+                self._gateway.poller.unwatch(contact)
+            with contextlib.suppress(BusUnavailable):
+                await self._gateway.bus.unsubscribe(contact_channel(contact), self)
+
+    async def release_all(self) -> None:
+        for contact in list(self.contacts):
+            await self._release_contact(contact)
+        for queue in list(self.queues):
+            await self._release_queue(queue)
+
+
+class Gateway:
+    """Owns every client session; the Starlette endpoint is `handle`."""
+
+    def __init__(self, config: GatewayConfig, bus: Bus, poller: ContactPoller) -> None:
+        self.config = config
+        self.bus = bus
+        self.poller = poller
+        self.sessions: set[ClientSession] = set()
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        bus.on_reconnect(self.resync)
+
+    async def handle(self, websocket: WebSocket) -> None:
+        if self._draining:
+            await websocket.close(CLOSE_GOING_AWAY)
+            return
+        origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+        if not origin_allowed(origin, host, self.config.allowed_origins):
+            metrics.SOCKETS_CLOSED.labels("origin").inc()
+            # Before accept, Starlette answers the handshake with 403.
+            await websocket.close(CLOSE_POLICY)
+            return
+        await websocket.accept()
+        session = ClientSession(self, websocket)
+        self.sessions.add(session)
+        self._idle.clear()
+        metrics.SOCKETS.inc()
+        try:
+            await self._run(session)
+        finally:
+            await session.release_all()
+            self.sessions.discard(session)
+            metrics.SOCKETS.dec()
+            if not self.sessions:
+                self._idle.set()
+            if session.close_code is not None:
+                metrics.SOCKETS_CLOSED.labels(str(session.close_code)).inc()
+            if websocket.application_state is WebSocketState.CONNECTED:
+                with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                    await websocket.close(session.close_code or CLOSE_NORMAL, session.close_reason)
+
+    async def _run(self, session: ClientSession) -> None:
+        receiving = asyncio.create_task(session.receive_loop(), name="ws-receive")
+        sending = asyncio.create_task(session.send_loop(), name="ws-send")
+        loops = {receiving, sending}
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in loops:
+                task.cancel()
+            results = await asyncio.gather(*loops, return_exceptions=True)
+        for result in results:
+            # A client that goes away is a normal end, not an error.
+            if isinstance(result, WebSocketDisconnect | asyncio.CancelledError | OSError):
+                continue
+            if isinstance(result, RuntimeError) and "disconnect" in str(result).lower():
+                continue
+            if isinstance(result, BaseException):
+                log.error("websocket session failed", exc_info=result)
+        del done
+
+    async def resync(self) -> None:
+        """After the bus reconnects, send every session the current state it may have missed."""
+        contacts = {c for s in self.sessions for c in s.contacts}
+        queues = {q for s in self.sessions for q in s.queues}
+        for queue in queues:
+            contacts.update(await self.bus.queue_members(queue))
+        states = await self.bus.read_states(sorted(contacts))
+        self._offer_all(s for s in states if s is not None)
+
+    def _offer_all(self, events: Iterable[ContactEvent]) -> None:
+        for event in events:
+            text = event.encode().decode()
+            for session in tuple(self.sessions):
+                session.offer(event, text)
+
+    async def drain(self) -> None:
+        """Close every socket with 1001 and wait (bounded) for them to go. Idempotent."""
+        self._draining = True
+        for session in tuple(self.sessions):
+            session.request_close(CLOSE_GOING_AWAY, "server shutting down")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.config.drain_timeout)

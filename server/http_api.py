@@ -1,0 +1,178 @@
+"""HTTP routes: contacts, status, health, readiness and metrics.
+
+Errors use the WebSocket error frame's shape, `{"type": "error", "code", "message"}`, and
+contact states are the event schema itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.bus import BusUnavailable
+from server.events import ContactEvent
+from server.ids import is_valid_id
+from server.protocol import error_frame
+from server.runtime import Runtime
+
+MAX_BODY_BYTES = 16 * 1024
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(error_frame(code, message), status, media_type="application/json")
+
+
+def _event_response(event: ContactEvent, status: int = 200) -> Response:
+    shown = event if event.ended else event.as_type("snapshot")
+    return Response(shown.encode(), status, media_type="application/json")
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.response = _error(status, code, message)
+
+
+async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    """The request's JSON body (`None` when empty), read no further than `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise BodyError(413, "too_large", f"the body is limited to {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, "too_large", f"the body is limited to {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise BodyError(400, "bad_json", "the body is not valid JSON") from None
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def contact(request: Request) -> Response:
+    runtime = _runtime(request)
+    contact_id = request.path_params["contact"]
+    if not is_valid_id(contact_id):
+        return _error(400, "bad_id", "contact must be a Connect contact id (a UUID)")
+    try:
+        if request.method == "GET":
+            [stored] = await runtime.bus.read_states([contact_id])
+            if stored is None:
+                return _error(404, "not_found", "no state is known for this contact")
+            return _event_response(stored)
+        if request.method == "DELETE":
+            runtime.poller.untrack(contact_id)
+            return Response(status_code=204)
+        return await _track(request, runtime, contact_id)
+    except BusUnavailable:
+        return _error(503, "unavailable", "the event bus is unreachable; retry")
+    except BodyError as exc:
+        return exc.response
+
+
+async def _track(request: Request, runtime: Runtime, contact_id: str) -> Response:
+    body = await read_json_body(request)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return _error(400, "bad_message", "the body is a JSON object")
+    instance = body.get("instanceId") or runtime.settings.instance_id
+    queue = body.get("queueId")
+    if not isinstance(instance, str) or not is_valid_id(instance):
+        return _error(400, "bad_instance", "give a valid instanceId (or configure a default)")
+    if queue is not None and (not isinstance(queue, str) or not 0 < len(queue) <= 250):
+        return _error(400, "bad_id", "queueId must be a queue id")
+    [stored] = await runtime.bus.read_states([contact_id])
+    tracked = runtime.poller.track(instance, contact_id, stored, queue)
+    payload = {
+        "contact": contact_id,
+        "tracked": tracked,
+        "state": None if stored is None else stored.to_dict(),
+    }
+    return JSONResponse(payload, 202 if tracked else 200)
+
+
+async def status(request: Request) -> Response:
+    runtime = _runtime(request)
+    poller, scheduler = runtime.poller, runtime.poller.scheduler
+    contacts = poller.contacts.values()
+    return JSONResponse(
+        {
+            "tracked": len(poller.contacts),
+            "explicit": sum(1 for c in contacts if c.explicit),
+            "subscribed": sum(1 for c in contacts if c.subscribers),
+            "pollInterval": scheduler.interval,
+            "effectiveInterval": scheduler.effective_interval(),
+            "budget": {
+                "rps": scheduler.configured_rate,
+                "burst": runtime.settings.burst,
+                "currentRate": scheduler.rate,
+                "throttles": scheduler.throttles,
+            },
+            "bus": {
+                "backend": "redis" if runtime.settings.redis_url else "memory",
+                "connected": runtime.bus.connected,
+                "channels": len(runtime.bus.channels),
+                "lastError": runtime.bus.last_error,
+            },
+            "connect": {
+                "accessDenied": poller.access_denied,
+                "unreachable": poller.unreachable,
+            },
+            "sockets": len(runtime.gateway.sessions),
+        }
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    runtime = _runtime(request)
+    reasons: list[str] = []
+    if not runtime.bus.connected:
+        reasons.append(f"bus listener down: {runtime.bus.last_error or 'not connected'}")
+    else:
+        try:
+            await asyncio.wait_for(runtime.bus.ping(), 1.0)
+        except (BusUnavailable, TimeoutError) as exc:
+            reasons.append(f"bus unreachable: {exc}")
+    if not runtime.poller.running:
+        reasons.append("poller stopped")
+    if runtime.poller.access_denied:
+        reasons.append(f"Amazon Connect denied access: {runtime.poller.access_denied}")
+    if runtime.poller.unreachable:
+        reasons.append(f"Amazon Connect unreachable: {runtime.poller.unreachable}")
+    if reasons:
+        return JSONResponse({"ready": False, "reasons": reasons}, 503)
+    return JSONResponse({"ready": True})
+
+
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [
+    Route("/v1/contacts/{contact}", contact, methods=["GET", "PUT", "DELETE"]),
+    Route("/v1/status", status, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", prometheus, methods=["GET"]),
+]

@@ -1,0 +1,60 @@
+"""A WebSocket client's outbox: bounded, latest state per contact wins. No I/O.
+
+A slow client never holds more than one pending state per contact plus a few control frames,
+so its memory is bounded by its subscriptions, and it still ends up with the latest state.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+from server.events import ContactEvent
+
+
+class OutboxFull(Exception):
+    """Too many control frames are waiting: the client is not reading."""
+
+
+class Outbox:
+    def __init__(self, max_control: int = 64) -> None:
+        self._events: OrderedDict[str, tuple[ContactEvent, str]] = OrderedDict()
+        self._control: deque[str] = deque()
+        self._max_control = max_control
+
+    def __len__(self) -> int:
+        return len(self._events) + len(self._control)
+
+    def put_event(self, event: ContactEvent, text: str) -> bool:
+        """Queue an event; returns True when it replaced an older pending one."""
+        pending = self._events.get(event.contact)
+        if pending is None:
+            self._events[event.contact] = (event, text)
+            return False
+        older = pending[0]
+        if older.type == "snapshot" and event.type == "update":
+            # The client has not seen the snapshot yet; the newer state takes its role.
+            event = event.as_type("snapshot")
+            text = event.encode().decode()
+        self._events[event.contact] = (event, text)
+        return True
+
+    def put_control(self, text: str) -> None:
+        """Queue an error or pong.
+
+        Raises:
+            OutboxFull: the client has left too many control frames unread.
+        """
+        if len(self._control) >= self._max_control:
+            raise OutboxFull
+        self._control.append(text)
+
+    def discard(self, contact: str) -> None:
+        self._events.pop(contact, None)
+
+    def pop(self) -> str | None:
+        """The next frame to send: control frames first, then states in arrival order."""
+        if self._control:
+            return self._control.popleft()
+        if self._events:
+            return self._events.popitem(last=False)[1][1]
+        return None

@@ -1,0 +1,25 @@
+"""The long-lived parts of a running service, as the lifespan assembled them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.bus import Bus
+from server.connect import ConnectClient
+from server.gateway import Gateway
+from server.poller import ContactPoller
+from server.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    bus: Bus
+    connect: ConnectClient
+    poller: ContactPoller
+    gateway: Gateway
+
+    async def drain(self) -> None:
+        """Stop polling, then close every socket with 1001 (SIGTERM's first step)."""
+        await self.poller.close()
+        await self.gateway.drain()
