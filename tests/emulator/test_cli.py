@@ -1,0 +1,58 @@
+"""`python -m server simulate` as a real process: ready line, real clients, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import aioboto3
+import pytest
+
+from tests.support.emulator import REPO_ROOT, start_emulator_process, stop_process
+
+
+async def test_process_serves_sdk_and_control_api(emulator_process):
+    emu = emulator_process
+    assert emu.endpoint_url.startswith("http://127.0.0.1:")
+    assert set(emu.queues) == {"sales", "support", "billing"}
+    contact = await emu.create_contact("billing")
+    async with aioboto3.Session().client("connect", **emu.boto_kwargs()) as client:
+        response = await client.get_contact_metrics(
+            InstanceId=emu.instance_id,
+            ContactId=contact["contactId"],
+            Metrics=[{"Name": "POSITION_IN_QUEUE"}, {"Name": "ESTIMATED_WAIT_TIME"}],
+        )
+    assert response["MetricResults"][0] == {"Name": "POSITION_IN_QUEUE", "Value": {"Number": 1.0}}
+    assert response["MetricResults"][1]["Name"] == "ESTIMATED_WAIT_TIME"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_exits_zero(sig):
+    async with start_emulator_process("--queue", "only:1:0", "--instances", "2") as emu:
+        assert len(emu.instances) == 2 and list(emu.queues) == ["only"]
+        emu.proc.send_signal(sig)
+        assert await asyncio.wait_for(emu.proc.wait(), 10) == 0
+        assert await stop_process(emu.proc) == 0
+
+
+async def test_same_seed_same_ids():
+    async with start_emulator_process() as first:
+        ids = (first.instance_id, first.queues)
+    async with start_emulator_process() as second:
+        assert (second.instance_id, second.queues) == ids
+
+
+async def test_bad_flags_exit_two():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "simulate",
+        "--queue",
+        "a:b:c:d",
+        cwd=REPO_ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2 and b"--queue" in err

@@ -1,0 +1,99 @@
+"""Run `queuecast serve` for end-to-end tests: a real process under uvicorn on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.support import TIMEOUT_SCALE
+from tests.support.emulator import REPO_ROOT, EmulatorHandle, stop_process
+
+READY_PREFIX = "queuecast-serve ready "
+START_TIMEOUT = 20.0 * TIMEOUT_SCALE
+
+
+@dataclass
+class ServiceHandle:
+    url: str
+    ws_url: str
+    proc: asyncio.subprocess.Process
+    http: httpx.AsyncClient
+
+    async def status(self) -> dict[str, Any]:
+        response = await self.http.get("/v1/status")
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+
+def service_args(emulator: EmulatorHandle, redis_url: str | None, *extra: str) -> list[str]:
+    args = [
+        "--port",
+        "0",
+        "--connect-endpoint-url",
+        emulator.endpoint_url,
+        "--region",
+        emulator.region,
+        "--instance-id",
+        emulator.instance_id,
+        "--poll-interval",
+        "0.5",
+        "--linger",
+        "1",
+        "--log-format",
+        "json",
+    ]
+    if redis_url is not None:
+        args += ["--redis-url", redis_url]
+    return [*args, *extra]
+
+
+@contextlib.asynccontextmanager
+async def start_service_process(
+    emulator: EmulatorHandle,
+    redis_url: str | None = None,
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[ServiceHandle]:
+    """`python -m server serve` against `emulator` (dummy AWS credentials); SIGTERM on exit."""
+    environment = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **(env or {}),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "serve",
+        *service_args(emulator, redis_url, *extra),
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        info = await asyncio.wait_for(_read_ready(proc), START_TIMEOUT)
+        async with httpx.AsyncClient(base_url=info["url"], timeout=10 * TIMEOUT_SCALE) as http:
+            yield ServiceHandle(info["url"], info["ws"], proc, http)
+    finally:
+        await stop_process(proc)
+
+
+async def _read_ready(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert proc.stdout is not None
+    while True:
+        line = await proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"service exited before it was ready (status {await proc.wait()})")
+        text = line.decode()
+        if text.startswith(READY_PREFIX):
+            return json.loads(text[len(READY_PREFIX) :])  # type: ignore[no-any-return]
