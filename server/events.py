@@ -138,7 +138,8 @@ def decode_event(data: bytes | str) -> ContactEvent:
     """
     try:
         payload = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: deeply nested JSON; it must not escape and kill the bus reader.
         raise EventDecodeError(f"not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise EventDecodeError("an event is a JSON object")

@@ -94,6 +94,7 @@ class Settings:
         None,
         "Redis URL (redis://host:port/db). Unset: an in-process bus, single process only.",
         _optional_str,
+        secret=True,  # it may carry a password (redis://:password@host)
     )
     instance_id: str | None = _option(
         None,
