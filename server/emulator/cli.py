@@ -123,10 +123,16 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; binding here makes `--port 0` report the port it got."""
+    """A listening TCP socket; binding here makes `--port 0` report the port it got.
+
+    The explicit IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
+    `proto` says TCP, and `socket.socket()` leaves it 0. Without NODELAY, Nagle plus delayed
+    ACKs stall each keep-alive response by ~40 ms (measured: 22 requests/s per connection).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
     sock.bind((host, port))
     sock.listen(1024)  # connections made before uvicorn accepts wait in the backlog
     return sock

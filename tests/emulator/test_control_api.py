@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 import pytest
 import uvicorn
@@ -13,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.emulator.cli import bind_socket
 from tests.emulator.conftest import quiet_config
 from tests.support.emulator import run_emulator_in_process
 
@@ -149,8 +149,7 @@ async def event_sink():
         return Response(status_code=200)
 
     app = Starlette(routes=[Route("/events", collect, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

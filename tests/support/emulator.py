@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import uvicorn
 from botocore.config import Config
 
 from server.emulator import Emulator, EmulatorConfig, create_emulator_app
-from server.emulator.cli import READY_PREFIX, ready_info
+from server.emulator.cli import READY_PREFIX, bind_socket, ready_info
 from tests.support import TIMEOUT_SCALE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,8 +178,7 @@ async def run_emulator_in_process(
 ) -> AsyncIterator[EmulatorHandle]:
     """Serve `create_emulator_app(config)` with uvicorn in the current loop on a free port."""
     app = create_emulator_app(config or EmulatorConfig())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((host, 0))
+    sock = bind_socket(host, 0)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
     )
