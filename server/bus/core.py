@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -58,6 +58,7 @@ class Bus:
         self._listeners: dict[str, set[Listener]] = {}
         self._subscribed: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = {}  # holders and waiters of each channel's lock
         self._reader: asyncio.Task[None] | None = None
         self._backoff = Backoff(reconnect_base, reconnect_cap)
         self._reconnect_hooks: list[ReconnectHook] = []
@@ -127,8 +128,7 @@ class Bus:
         Raises:
             BusUnavailable: the backend could not subscribe; nothing is left registered.
         """
-        lock = self._locks.setdefault(channel, asyncio.Lock())
-        async with lock:
+        async with self._channel_lock(channel):
             if channel not in self._subscribed:
                 await self.backend.subscribe(channel)
                 self._subscribed.add(channel)
@@ -136,8 +136,7 @@ class Bus:
 
     async def unsubscribe(self, channel: str, listener: Listener) -> None:
         """Remove a local listener; the last one unsubscribes the process."""
-        lock = self._locks.setdefault(channel, asyncio.Lock())
-        async with lock:
+        async with self._channel_lock(channel):
             listeners = self._listeners.get(channel)
             if listeners is None:
                 return
@@ -150,8 +149,24 @@ class Bus:
                 # On failure the next reconnect subscribes only what is still wanted.
                 with contextlib.suppress(BusUnavailable):
                     await self.backend.unsubscribe(channel)
-        if not lock.locked() and channel not in self._listeners:
-            self._locks.pop(channel, None)
+
+    @contextlib.asynccontextmanager
+    async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
+        """Serialise the (un)subscriptions of one channel.
+
+        The lock is dropped only when nobody holds or awaits it: a lock dropped while a task
+        still waits on it would let the next caller take a fresh one and run concurrently.
+        """
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        self._lock_users[channel] = self._lock_users.get(channel, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[channel] -= 1
+            if not self._lock_users[channel]:
+                del self._lock_users[channel]
+                del self._locks[channel]
 
     # -- reading ---------------------------------------------------------------------------
 

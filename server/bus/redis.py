@@ -117,7 +117,13 @@ class RedisBackend(BusBackend):
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._confirmations[channel] = future
-            await self._call(self._pubsub.subscribe(channel))
+            try:
+                await self._call(self._pubsub.subscribe(channel))
+            except BusUnavailable:
+                # No confirmation is coming for a SUBSCRIBE that failed: do not leave one
+                # behind for the next subscribe of this channel to wait on.
+                del self._confirmations[channel]
+                raise
         try:
             # Resolved by `next_published` when Redis confirms: only from then on are
             # publishes guaranteed to reach us, so only then may the caller read a snapshot.
