@@ -15,7 +15,7 @@ from typing import Any
 
 from server.emulator.config import EmulatorConfig
 from server.emulator.faults import FaultInjector, FaultSettings
-from server.emulator.model import Contact, ContactStatus, ModelEvent, QueueModel
+from server.emulator.model import Contact, ModelEvent, QueueModel
 from server.ids import bare_id, instance_arn, queue_arn
 from server.ratelimit import TokenBucket
 
@@ -198,7 +198,3 @@ class Emulator:
 def iso8601(epoch: float) -> str:
     stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
-
-
-def is_waiting(contact: Contact) -> bool:
-    return contact.status is ContactStatus.WAITING
