@@ -15,7 +15,7 @@ from server.app import create_app
 from server.emulator.cli import add_simulate_parser
 from server.logs import configure_logging
 from server.runtime import Runtime
-from server.serving import DrainingServer, bind_socket, print_ready, socket_url, wait_started
+from server.serving import DrainingServer, bind_socket, print_ready, serve_until_stopped
 from server.settings import Settings
 
 log = logging.getLogger("queuecast")
@@ -51,19 +51,11 @@ async def serve(settings: Settings) -> None:
         if runtime is not None:
             await runtime.drain()
 
+    def announce(url: str) -> None:
+        print_ready("queuecast-serve", {"url": url, "ws": url.replace("http", "ws", 1) + "/ws"})
+
     server = DrainingServer(uvicorn_config(app, settings), before_shutdown=drain)
-    serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
-    try:
-        await wait_started(server)
-        if server.started:
-            url = socket_url(sock)
-            print_ready("queuecast-serve", {"url": url, "ws": url.replace("http", "ws", 1) + "/ws"})
-        await serving
-    finally:
-        if not serving.done():
-            server.should_exit = True
-            await serving
-        sock.close()
+    await serve_until_stopped(server, sock, announce)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ class ContactState:
     explicit: bool = False
     linger_until: float | None = None
     queue_asked: bool = False  # DescribeContact answered (or cannot help)
+    seq: int = 0  # the last seq published, a floor for the next one
     retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
 
     @classmethod
@@ -44,6 +45,8 @@ class ContactState:
     ) -> ContactState:
         """A state that continues from what the store last published for this contact."""
         state = cls(instance=instance, contact=contact, queue=queue)
+        if stored is not None:
+            state.seq = stored.seq
         if stored is not None and not stored.ended:
             state.published = True
             state.published_position = stored.position

@@ -169,6 +169,11 @@ def decode_event(data: bytes | str) -> ContactEvent:
     )
 
 
+def seq_of(data: bytes) -> int:
+    """The seq of an encoded event, read from its tail (seq is always the last member)."""
+    return int(data[data.rindex(b":") + 1 : -1])
+
+
 def utc_iso(timestamp: float) -> str:
     """ISO-8601 UTC with millisecond precision and a `Z`, as browsers parse it."""
     moment = datetime.fromtimestamp(timestamp, tz=UTC)

@@ -38,6 +38,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,8 +309,13 @@ class Gateway:
             if session.close_code is not None:
                 metrics.SOCKETS_CLOSED.labels(str(session.close_code)).inc()
             if websocket.application_state is WebSocketState.CONNECTED:
-                with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-                    await websocket.close(session.close_code or CLOSE_NORMAL, session.close_reason)
+                # Bounded: to a client that stopped reading, the close frame cannot be written
+                # either; the server's keep-alive timeout then ends the connection.
+                with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect, TimeoutError):
+                    await asyncio.wait_for(
+                        websocket.close(session.close_code or CLOSE_NORMAL, session.close_reason),
+                        CLOSE_TIMEOUT,
+                    )
 
     async def _run(self, session: ClientSession) -> None:
         receiving = asyncio.create_task(session.receive_loop(), name="ws-receive")

@@ -26,6 +26,7 @@ from server.events import (
     ContactEvent,
     EventType,
     encode_head,
+    seq_of,
     utc_iso,
 )
 from server.ratelimit import TokenBucket
@@ -328,11 +329,19 @@ class ContactPoller:
             reason=None,
         )
         try:
-            await self._bus.commit(state.contact, state.queue, head, self.config.state_ttl, False)
+            data = await self._bus.commit(
+                state.contact,
+                state.queue,
+                head,
+                ttl=self.config.state_ttl,
+                ended=False,
+                floor=state.seq,
+            )
         except BusUnavailable as exc:
             # Not recorded as published, so the next poll's diff publishes it again.
             log.warning("could not publish, will retry", extra={"error": str(exc)})
             return False
+        state.seq = seq_of(data)
         state.published = True
         state.published_position, state.published_ewt = position, ewt
         state.published_stale = stale
@@ -363,7 +372,12 @@ class ContactPoller:
         )
         try:
             await self._bus.commit(
-                state.contact, state.queue, head, self.config.tombstone_ttl, True
+                state.contact,
+                state.queue,
+                head,
+                ttl=self.config.tombstone_ttl,
+                ended=True,
+                floor=state.seq,
             )
         except BusUnavailable as exc:
             log.warning("could not publish an end, will retry", extra={"error": str(exc)})

@@ -3,8 +3,10 @@
 Each contact is due `interval` seconds after its last poll ended. A token bucket holds the
 account rate. When more contacts are due than the rate allows, they are served earliest-due
 first, so every contact is still polled and the effective interval stretches evenly to
-`n / rate`. Throttling halves the allowed rate at once and it recovers linearly (AIMD), so a
-quota lower than configured is found instead of hammered.
+`n / rate`. One request of the burst is held in reserve: AWS's bucket counts arrivals, ours
+counts departures, and network jitter between the two would otherwise now and then spend a
+token AWS has not refilled yet. Throttling halves the allowed rate at once and it recovers
+linearly (AIMD), so a quota lower than configured is found instead of hammered.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class PollScheduler:
         self.configured_rate = rate
         self.interval = interval
         self.recovery = recovery
-        self._bucket = TokenBucket(rate, burst, now)
+        self._bucket = TokenBucket(rate, max(1, burst - 1), now)
         self._heap: list[tuple[float, int, str]] = []
         self._due: dict[str, float] = {}  # key -> due time, for keys waiting in the heap
         self._in_flight: set[str] = set()

@@ -6,24 +6,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import uvicorn
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket; with port 0 the kernel picks a free port."""
+    """A listening TCP socket; with port 0 the kernel picks a free port.
+
+    The explicit IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
+    `proto` says TCP, and `socket.socket()` leaves it 0. Without NODELAY, Nagle plus delayed
+    ACKs stall each keep-alive response by ~40 ms (measured: 22 requests/s per connection).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited when accepted
         sock.bind((host, port))
+        sock.listen(2048)  # connections made before uvicorn accepts wait in the backlog
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 
@@ -64,11 +74,17 @@ class DrainingServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        if self._handle_signals:
-            with super().capture_signals():
-                yield
-        else:
+        # uvicorn's own version re-raises the signal after a graceful shutdown, so the process
+        # would die of SIGTERM; a drained stop is a clean exit (status 0) here.
+        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
             yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._before_shutdown is not None:
@@ -77,9 +93,24 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-async def wait_started(server: uvicorn.Server) -> None:
-    """Return once uvicorn has bound and the app's lifespan startup has completed."""
-    while not server.started:
-        if server.should_exit:
-            return
-        await asyncio.sleep(0.02)
+async def serve_until_stopped(
+    server: uvicorn.Server, sock: socket.socket, on_ready: Callable[[str], None]
+) -> None:
+    """Serve on `sock` until a signal (or `server.should_exit`) stops it.
+
+    Args:
+        on_ready: called with the base URL once the app's lifespan startup has completed.
+    """
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
+    try:
+        # uvicorn offers no started event; poll its flag, at start-up only.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if server.started:
+            on_ready(socket_url(sock))
+        await serving
+    finally:
+        if not serving.done():
+            server.should_exit = True
+            await asyncio.gather(serving, return_exceptions=True)
+        sock.close()

@@ -83,8 +83,10 @@ class BusBackend(abc.ABC):
         contact: str,
         queue: str | None,
         head: bytes,
+        *,
         ttl: float,
         ended: bool,
+        floor: int = 0,
     ) -> bytes:
         """Atomically: next seq, store head+seq as the contact's state, publish it.
 
@@ -94,6 +96,8 @@ class BusBackend(abc.ABC):
         Args:
             head: the event encoded up to `"seq":` (see `server.events.encode_head`).
             ttl: seconds to keep the stored state.
+            floor: the highest seq the caller knows was published; the new seq exceeds it
+                even when the store lost its counter.
 
         Returns:
             The complete message as published.

@@ -238,9 +238,16 @@ class Bus:
     # -- store -----------------------------------------------------------------------------
 
     async def commit(
-        self, contact: str, queue: str | None, head: bytes, ttl: float, ended: bool
+        self,
+        contact: str,
+        queue: str | None,
+        head: bytes,
+        *,
+        ttl: float,
+        ended: bool,
+        floor: int = 0,
     ) -> bytes:
-        data = await self.backend.commit(contact, queue, head, ttl, ended)
+        data = await self.backend.commit(contact, queue, head, ttl=ttl, ended=ended, floor=floor)
         metrics.EVENTS_PUBLISHED.inc()
         return data
 

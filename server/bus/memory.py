@@ -48,9 +48,16 @@ class MemoryBackend(BusBackend):
         return await self._queue.get()
 
     async def commit(
-        self, contact: str, queue: str | None, head: bytes, ttl: float, ended: bool
+        self,
+        contact: str,
+        queue: str | None,
+        head: bytes,
+        *,
+        ttl: float,
+        ended: bool,
+        floor: int = 0,
     ) -> bytes:
-        seq = self._seqs.get(contact, 0) + 1
+        seq = max(self._seqs.get(contact, 0), floor) + 1
         self._seqs[contact] = seq
         data = head + str(seq).encode() + b"}"
         self._states[contact] = (data, time.monotonic() + ttl)

@@ -24,9 +24,15 @@ from server.bus.base import (
 
 # INCR, SET and PUBLISH in one script so a subscriber can never see a state that is not
 # stored, nor a stored state whose seq was not published. The seq counter outlives the state so
-# that a contact that comes back never reuses a seq a client has already seen.
+# that a contact that comes back never reuses a seq a client has already seen; the caller's
+# floor (the last seq it knows of) keeps seq rising even after Redis restarted empty.
 _COMMIT = """
 local seq = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[8])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[1], seq)
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 local msg = ARGV[1] .. seq .. '}'
 redis.call('SET', KEYS[2], msg, 'PX', ARGV[2])
@@ -96,6 +102,10 @@ class RedisBackend(BusBackend):
         self._pubsub = self._client.pubsub()
         self._ping_sent_at = None
         self._last_ping = time.monotonic()
+        # Pooled connections opened before an outage are dead; drop them rather than fail
+        # the first command on each.
+        with contextlib.suppress(*_ERRORS):
+            await self._client.connection_pool.disconnect()
         # The confirmations are read by `next_published`, which is not running while we
         # reconnect, so here we wait for them directly.
         wanted = [CONTROL_CHANNEL, *channels]
@@ -170,7 +180,14 @@ class RedisBackend(BusBackend):
                     future.set_result(None)
 
     async def commit(
-        self, contact: str, queue: str | None, head: bytes, ttl: float, ended: bool
+        self,
+        contact: str,
+        queue: str | None,
+        head: bytes,
+        *,
+        ttl: float,
+        ended: bool,
+        floor: int = 0,
     ) -> bytes:
         keys = [contact_seq_key(contact), contact_state_key(contact)]
         if queue is not None:
@@ -184,6 +201,7 @@ class RedisBackend(BusBackend):
             "1" if ended else "0",
             ttl_ms * 2 + 86_400_000,
             contact,
+            floor,
         ]
         result: bytes = await self._call(self._commit(keys=keys, args=args))
         return result

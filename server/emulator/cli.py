@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import signal
-import socket
+import contextlib
 import sys
 from typing import Any
 
@@ -17,6 +15,7 @@ from server.emulator.config import DEFAULT_QUEUES, LEAVE_MODES, EmulatorConfig
 from server.emulator.model import QueueSpec
 from server.emulator.runtime import Emulator
 from server.ids import instance_arn
+from server.serving import DrainingServer, bind_socket, print_ready, serve_until_stopped
 
 READY_PREFIX = "queuecast-simulate ready "
 GRACEFUL_SHUTDOWN_S = 2  # stalled requests (fault injection) must not hold shutdown forever
@@ -122,22 +121,6 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; binding here makes `--port 0` report the port it got.
-
-    The explicit IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
-    `proto` says TCP, and `socket.socket()` leaves it 0. Without NODELAY, Nagle plus delayed
-    ACKs stall each keep-alive response by ~40 ms (measured: 22 requests/s per connection).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
-    sock.bind((host, port))
-    sock.listen(1024)  # connections made before uvicorn accepts wait in the backlog
-    return sock
-
-
 def ready_info(emulator: Emulator, endpoint_url: str) -> dict[str, Any]:
     config = emulator.config
     return {
@@ -168,15 +151,13 @@ def _announce(info: dict[str, Any]) -> None:
         f" --instance-id {first['id']} --contact-id <contactId from /_sim/state>"
         " --metrics Name=POSITION_IN_QUEUE Name=ESTIMATED_WAIT_TIME"
     )
-    print(READY_PREFIX + json.dumps(info, separators=(",", ":")), flush=True)
+    print_ready("queuecast-simulate", info)
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     sock = bind_socket(host, port)
-    bound = sock.getsockname()
-    shown_host = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
     app = create_emulator_app(config)
-    server = uvicorn.Server(
+    server = DrainingServer(
         uvicorn.Config(
             app,
             log_level="warning",
@@ -185,19 +166,11 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        # uvicorn offers no started event; poll its flag briefly (start-up only).
-        while not server.started and not serving.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if server.started:
-            _announce(ready_info(app.state.emulator, f"http://{shown_host}:{bound[1]}"))
-        await serving
-    finally:
-        if not serving.done():
-            server.should_exit = True
-            await asyncio.gather(serving, return_exceptions=True)
-        sock.close()
+
+    def announce(url: str) -> None:
+        _announce(ready_info(app.state.emulator, url))
+
+    await serve_until_stopped(server, sock, announce)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -207,12 +180,6 @@ def run_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"queuecast simulate: {exc}", file=sys.stderr)
         return 2
-    # uvicorn re-raises the signal that stopped it once it has shut down; these no-op
-    # handlers make that a clean exit with status 0 instead of death by signal.
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(config, args.host, args.port))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0

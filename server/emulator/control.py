@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.emulator.model import NotWaitingError, UnknownQueueError
-from server.emulator.runtime import OPERATIONS, Emulator, OperationStats, iso8601
+from server.emulator.runtime import OPERATIONS, Emulator, OperationStats
 from server.emulator.sim_config import ConfigError, apply_config, config_json
+from server.events import utc_iso
 
 MAX_CONTROL_BODY = 64 * 1024
 
@@ -93,7 +94,7 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:
         emulator.advance()
         return JSONResponse(
             {
-                "now": iso8601(emulator.model.now),
+                "now": utc_iso(emulator.model.now),
                 "speed": emulator.clock.speed,
                 "paused": emulator.clock.paused,
                 "instances": emulator.snapshot(),

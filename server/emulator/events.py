@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from server.emulator.model import ModelEvent
-from server.emulator.runtime import iso8601
+from server.events import utc_iso
 from server.ids import contact_arn, instance_arn, queue_arn
 
 log = logging.getLogger(__name__)
@@ -36,24 +36,24 @@ def contact_event(event: ModelEvent, region: str, account: str) -> dict[str, Any
         "instanceArn": instance,
         "channel": "VOICE",
         "initiationMethod": "INBOUND",
-        "initiationTimestamp": iso8601(contact.enqueued_at),
+        "initiationTimestamp": utc_iso(contact.enqueued_at),
         "queueInfo": {
             "queueArn": queue_arn(region, account, contact.instance_id, contact.queue_id),
             "queueType": "STANDARD",
-            "enqueueTimestamp": iso8601(contact.enqueued_at),
+            "enqueueTimestamp": utc_iso(contact.enqueued_at),
         },
     }
     if event.kind != "QUEUED" and contact.connected_at is not None:
-        detail["agentInfo"] = {"connectedToAgentTimestamp": iso8601(contact.connected_at)}
+        detail["agentInfo"] = {"connectedToAgentTimestamp": utc_iso(contact.connected_at)}
     if event.kind == "DISCONNECTED":
-        detail["disconnectTimestamp"] = iso8601(event.at)
+        detail["disconnectTimestamp"] = utc_iso(event.at)
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": DETAIL_TYPE,
         "source": "aws.connect",
         "account": account,
-        "time": iso8601(event.at),
+        "time": utc_iso(event.at),
         "region": region,
         "resources": [arn, instance],
         "detail": detail,

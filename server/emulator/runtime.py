@@ -10,12 +10,12 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from server.emulator.config import EmulatorConfig
 from server.emulator.faults import FaultInjector, FaultSettings
 from server.emulator.model import Contact, ModelEvent, QueueModel
+from server.events import utc_iso
 from server.ids import bare_id, instance_arn, queue_arn
 from server.ratelimit import TokenBucket
 
@@ -183,7 +183,7 @@ class Emulator:
                                     "position": position,
                                     "ewt": round(self.model.ewt(c), 3),
                                     "priority": c.priority,
-                                    "enqueuedAt": iso8601(c.enqueued_at),
+                                    "enqueuedAt": utc_iso(c.enqueued_at),
                                 }
                                 for position, c in enumerate(q.waiting_in_order(), 1)
                             ],
@@ -193,8 +193,3 @@ class Emulator:
                 }
             )
         return out
-
-
-def iso8601(epoch: float) -> str:
-    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")

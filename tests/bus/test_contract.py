@@ -26,7 +26,8 @@ async def test_subscribe_then_commit_delivers_the_committed_bytes(bus_harness) -
         channel = contact_channel(CONTACT)
         await bus.subscribe(channel, listener)
         committed = [
-            await bus.commit(CONTACT, None, head(CONTACT, position=p), 60, False) for p in (3, 2, 1)
+            await bus.commit(CONTACT, None, head(CONTACT, position=p), ttl=60, ended=False)
+            for p in (3, 2, 1)
         ]
         deliveries = await listener.wait_for(3)
         assert [d.text.encode() for d in deliveries] == committed
@@ -38,20 +39,22 @@ async def test_subscribe_then_commit_delivers_the_committed_bytes(bus_harness) -
 
 async def test_commit_returns_head_plus_seq(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        first = await bus.commit(CONTACT, None, head(CONTACT), 60, False)
-        second = await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        first = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        second = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         assert first == head(CONTACT) + b"1}"
         assert second == head(CONTACT) + b"2}"
         # Seqs are per contact.
-        assert await bus.commit("c-2", None, head("c-2"), 60, False) == head("c-2") + b"1}"
+        assert (
+            await bus.commit("c-2", None, head("c-2"), ttl=60, ended=False) == head("c-2") + b"1}"
+        )
 
 
 async def test_nothing_is_delivered_without_a_subscription(bus_harness) -> None:
     async with bus_harness.bus() as bus:
         listener = Recorder()
         await bus.subscribe(contact_channel("other"), listener)
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
-        await bus.commit("other", None, head("other"), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit("other", None, head("other"), ttl=60, ended=False)
         await listener.wait_for(1)
         assert [d.event.contact for d in listener.deliveries] == ["other"]
 
@@ -67,7 +70,7 @@ async def test_two_listeners_share_one_backend_subscription(bus_harness) -> None
         assert list(bus.channels) == [channel]
         assert await bus_harness.backend_subscribers(bus.backend, channel) == 1
 
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         (da,) = await a.wait_for(1)
         (db,) = await b.wait_for(1)
         assert da is db  # one decode, the same text for every listener
@@ -75,7 +78,7 @@ async def test_two_listeners_share_one_backend_subscription(bus_harness) -> None
         await bus.unsubscribe(channel, a)
         assert bus.listener_count(channel) == 1
         assert await bus_harness.backend_subscribers(bus.backend, channel) == 1
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         await b.wait_for(2)
         assert len(a.deliveries) == 1
 
@@ -99,10 +102,12 @@ async def test_queue_channel_gets_the_same_bytes_and_members_follow_ended(bus_ha
         await bus.subscribe(queue_channel("sales"), by_queue)
         assert await bus.queue_members("sales") == []
 
-        await bus.commit(CONTACT, "sales", head(CONTACT, queue="sales"), 60, False)
-        await bus.commit("c-2", "sales", head("c-2", queue="sales"), 60, False)
+        await bus.commit(CONTACT, "sales", head(CONTACT, queue="sales"), ttl=60, ended=False)
+        await bus.commit("c-2", "sales", head("c-2", queue="sales"), ttl=60, ended=False)
         assert await bus.queue_members("sales") == [CONTACT, "c-2"]
-        await bus.commit(CONTACT, "sales", head(CONTACT, queue="sales", ended=True), 60, True)
+        await bus.commit(
+            CONTACT, "sales", head(CONTACT, queue="sales", ended=True), ttl=60, ended=True
+        )
         assert await bus.queue_members("sales") == ["c-2"]
         assert await bus.queue_members("support") == []
 
@@ -118,8 +123,8 @@ async def test_queue_channel_gets_the_same_bytes_and_members_follow_ended(bus_ha
 async def test_read_states_returns_the_latest(bus_harness) -> None:
     async with bus_harness.bus() as bus:
         assert await bus.read_states([]) == []
-        await bus.commit(CONTACT, None, head(CONTACT, position=5), 60, False)
-        latest = await bus.commit(CONTACT, None, head(CONTACT, position=4), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT, position=5), ttl=60, ended=False)
+        latest = await bus.commit(CONTACT, None, head(CONTACT, position=4), ttl=60, ended=False)
         states = await bus.read_states([CONTACT, "unknown"])
         assert states == [decode_event(latest), None]
         assert states[0].position == 4
@@ -128,13 +133,16 @@ async def test_read_states_returns_the_latest(bus_harness) -> None:
 
 async def test_read_states_expire_after_ttl_but_seq_continues(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        await bus.commit(CONTACT, None, head(CONTACT), 0.05, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=0.05, ended=False)
         assert (await bus.read_states([CONTACT]))[0] is not None
         async with asyncio.timeout(5):
             while (await bus.read_states([CONTACT]))[0] is not None:
                 await asyncio.sleep(0.02)
         # The counter outlives the state: a seq a client has seen is never reused.
-        assert await bus.commit(CONTACT, None, head(CONTACT), 60, False) == head(CONTACT) + b"2}"
+        assert (
+            await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+            == head(CONTACT) + b"2}"
+        )
 
 
 async def test_malformed_stored_state_reads_as_none(bus_harness) -> None:
@@ -159,7 +167,7 @@ async def test_malformed_message_is_dropped_counted_and_reading_goes_on(
         await bus.subscribe(channel, listener)
         before = malformed_count()
         await bus.backend.publish(channel, garbage)
-        good = await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        good = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         (delivery,) = await listener.wait_for(1)
         assert delivery.text.encode() == good
         assert malformed_count() == before + 1
@@ -176,8 +184,8 @@ async def test_a_failing_listener_does_not_starve_the_others(bus_harness, caplog
         good = Recorder()
         await bus.subscribe(channel, Broken())
         await bus.subscribe(channel, good)
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         await good.wait_for(2)
         assert bus.connected
         assert "listener failed" in caplog.text
@@ -198,12 +206,12 @@ async def test_failed_backend_subscribe_leaves_nothing_registered(bus_harness, m
         assert bus.listener_count(channel) == 0
         assert list(bus.channels) == []
         assert await bus_harness.backend_subscribers(bus.backend, channel) == 0
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
 
         # Once the backend works again the same listener subscribes normally.
         monkeypatch.setattr(bus.backend, "subscribe", real_subscribe)
         await bus.subscribe(channel, listener)
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         (delivery,) = await listener.wait_for(1)
         assert delivery.event.seq == 2
         await asyncio.sleep(0.05)
@@ -239,11 +247,11 @@ async def test_concurrent_subscribe_unsubscribe_end_consistent(bus_harness) -> N
             listener.deliveries.clear()
         registered = [r for r in listeners if r in bus._listeners.get(channel, ())]
         assert len(registered) == bus.listener_count(channel)
-        await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         if not registered:
             registered = [Recorder("late")]
             await bus.subscribe(channel, registered[0])
-            await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+            await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         for listener in registered:
             await listener.wait_for(1)
         await asyncio.sleep(0.05)
@@ -271,7 +279,7 @@ async def test_message_committed_after_subscribe_is_never_lost_under_churn(bus_h
             watcher = Recorder(f"watcher-{i}")
             for _ in range(3):
                 await bus.subscribe(channel, watcher)
-                data = await bus.commit(CONTACT, None, head(CONTACT), 60, False)
+                data = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
                 await eventually(lambda d=data: d in {x.text.encode() for x in watcher.deliveries})
                 assert watcher.seqs == sorted(watcher.seqs)
                 await bus.unsubscribe(channel, watcher)

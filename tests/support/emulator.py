@@ -138,7 +138,7 @@ async def start_emulator_process(*extra_args: str) -> AsyncIterator[EmulatorHand
         stdout=asyncio.subprocess.PIPE,
     )
     try:
-        info = await asyncio.wait_for(_read_ready(proc), START_TIMEOUT)
+        info = await asyncio.wait_for(read_ready(proc), START_TIMEOUT)
         async with httpx.AsyncClient(base_url=info["endpoint_url"], timeout=HTTP_TIMEOUT) as http:
             yield EmulatorHandle(
                 info["endpoint_url"], info["region"], info["instances"], http, proc
@@ -147,15 +147,18 @@ async def start_emulator_process(*extra_args: str) -> AsyncIterator[EmulatorHand
         await stop_process(proc)
 
 
-async def _read_ready(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+async def read_ready(
+    proc: asyncio.subprocess.Process, prefix: str = READY_PREFIX
+) -> dict[str, Any]:
+    """Read stdout up to the `<name> ready {json}` line and return the JSON."""
     assert proc.stdout is not None
     while True:
         line = await proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"emulator exited before it was ready (status {await proc.wait()})")
+            raise RuntimeError(f"process exited before it was ready (status {await proc.wait()})")
         text = line.decode()
-        if text.startswith(READY_PREFIX):
-            return json.loads(text[len(READY_PREFIX) :])  # type: ignore[no-any-return]
+        if text.startswith(prefix):
+            return json.loads(text[len(prefix) :])  # type: ignore[no-any-return]
 
 
 async def stop_process(proc: asyncio.subprocess.Process) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 
 from tests.support import TIMEOUT_SCALE
-from tests.support.emulator import REPO_ROOT, EmulatorHandle, stop_process
+from tests.support.emulator import REPO_ROOT, EmulatorHandle, read_ready, stop_process
 
 READY_PREFIX = "queuecast-serve ready "
 START_TIMEOUT = 20.0 * TIMEOUT_SCALE
@@ -81,19 +80,8 @@ async def start_service_process(
         stdout=asyncio.subprocess.PIPE,
     )
     try:
-        info = await asyncio.wait_for(_read_ready(proc), START_TIMEOUT)
+        info = await asyncio.wait_for(read_ready(proc, READY_PREFIX), START_TIMEOUT)
         async with httpx.AsyncClient(base_url=info["url"], timeout=10 * TIMEOUT_SCALE) as http:
             yield ServiceHandle(info["url"], info["ws"], proc, http)
     finally:
         await stop_process(proc)
-
-
-async def _read_ready(proc: asyncio.subprocess.Process) -> dict[str, Any]:
-    assert proc.stdout is not None
-    while True:
-        line = await proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"service exited before it was ready (status {await proc.wait()})")
-        text = line.decode()
-        if text.startswith(READY_PREFIX):
-            return json.loads(text[len(READY_PREFIX) :])  # type: ignore[no-any-return]
