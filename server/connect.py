@@ -12,6 +12,7 @@ import contextlib
 import enum
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -73,6 +74,7 @@ class MetricsResult:
 class DescribeResult:
     outcome: Outcome
     queue: str | None = None
+    enqueued: float | None = None  # epoch seconds
     detail: str | None = None
 
 
@@ -217,7 +219,12 @@ class ConnectClient:
             outcome, detail = classify_error(exc)
             result = DescribeResult(outcome, detail=detail)
         else:
-            queue = ((response.get("Contact") or {}).get("QueueInfo") or {}).get("Id")
-            result = DescribeResult(Outcome.OK, queue=queue if isinstance(queue, str) else None)
+            info = (response.get("Contact") or {}).get("QueueInfo") or {}
+            queue, enqueued = info.get("Id"), info.get("EnqueueTimestamp")
+            result = DescribeResult(
+                Outcome.OK,
+                queue=queue if isinstance(queue, str) else None,
+                enqueued=enqueued.timestamp() if isinstance(enqueued, datetime) else None,
+            )
         metrics.DESCRIBES.labels(result.outcome.value).inc()
         return result

@@ -37,6 +37,7 @@ class ContactState:
     linger_until: float | None = None
     queue_asked: bool = False  # DescribeContact answered (or cannot help)
     seq: int = 0  # the last seq published, a floor for the next one
+    enqueued: str | None = None  # ISO-8601, from DescribeContact
     retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
 
     @classmethod
@@ -53,6 +54,7 @@ class ContactState:
             state.published_ewt = stored.ewt
             state.published_stale = stored.stale
             state.queue = queue or stored.queue
+            state.enqueued = stored.enqueued
         return state
 
     @property

@@ -1,7 +1,7 @@
 """The one event schema: the same JSON on Redis, over WebSocket and from HTTP.
 
     {"type": "snapshot"|"update"|"ended", "instance", "contact", "queue", "position",
-     "ewt", "at", "stale", "reason", "seq"}
+     "ewt", "at", "stale", "reason", "enqueued", "seq"}
 
 `seq` is always the last member. The bus assigns it atomically where the state is stored (a
 Redis counter), so an event is encoded once as everything-but-seq (`encode_head`) and the store
@@ -43,6 +43,7 @@ class ContactEvent:
     stale: bool
     reason: str | None
     seq: int
+    enqueued: str | None = None  # when the contact entered its queue, if known
 
     @property
     def ended(self) -> bool:
@@ -63,6 +64,7 @@ class ContactEvent:
                 at=self.at,
                 stale=self.stale,
                 reason=self.reason,
+                enqueued=self.enqueued,
             )
             + str(self.seq).encode()
             + b"}"
@@ -79,6 +81,7 @@ class ContactEvent:
             "at": self.at,
             "stale": self.stale,
             "reason": self.reason,
+            "enqueued": self.enqueued,
             "seq": self.seq,
         }
 
@@ -94,6 +97,7 @@ def encode_head(
     at: str,
     stale: bool,
     reason: str | None,
+    enqueued: str | None = None,
 ) -> bytes:
     """Encode an event up to and including `"seq":`; the store appends the number and `}`."""
     body = json.dumps(
@@ -107,6 +111,7 @@ def encode_head(
             "at": at,
             "stale": stale,
             "reason": reason,
+            "enqueued": enqueued,
         },
         separators=(",", ":"),
         ensure_ascii=True,
@@ -166,6 +171,7 @@ def decode_event(data: bytes | str) -> ContactEvent:
         stale=stale,
         reason=_opt_str(payload, "reason"),
         seq=seq,
+        enqueued=_opt_str(payload, "enqueued"),
     )
 
 

@@ -255,6 +255,7 @@ class ContactPoller:
         result = await self._connect.describe_contact(state.instance, state.contact)
         if result.outcome is Outcome.OK:
             state.queue = result.queue
+            state.enqueued = None if result.enqueued is None else utc_iso(result.enqueued)
             state.queue_asked = True
         elif result.outcome in (
             Outcome.NOT_FOUND,
@@ -327,6 +328,7 @@ class ContactPoller:
             at=utc_iso(state.last_fresh_wall or self._wall()),
             stale=stale,
             reason=None,
+            enqueued=state.enqueued,
         )
         try:
             data = await self._bus.commit(
@@ -369,6 +371,7 @@ class ContactPoller:
             at=utc_iso(self._wall()),
             stale=False,
             reason=ending.reason,
+            enqueued=state.enqueued,
         )
         try:
             await self._bus.commit(

@@ -41,6 +41,7 @@ async def test_subscribe_update_end_then_no_more_polls(emulator, bus_url):
         assert abs(snapshot["ewt"] - truth["ewt"]) <= 5
         assert snapshot["seq"] == 1
         assert snapshot["stale"] is False
+        assert snapshot["enqueued"] == truth["enqueuedAt"]  # learned from DescribeContact
 
         await emulator.connect(contacts[0])
         update = await ws.next()

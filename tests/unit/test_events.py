@@ -14,7 +14,18 @@ from hypothesis import strategies as st
 from server.events import ContactEvent, EventDecodeError, decode_event, encode_head, utc_iso
 from tests.unit._factories import make_event
 
-FIELDS = ["type", "instance", "contact", "queue", "position", "ewt", "at", "stale", "reason"]
+FIELDS = [
+    "type",
+    "instance",
+    "contact",
+    "queue",
+    "position",
+    "ewt",
+    "at",
+    "stale",
+    "reason",
+    "enqueued",
+]
 
 optional_int = st.none() | st.integers(min_value=0, max_value=2**53)
 optional_text = st.none() | st.text()
@@ -31,6 +42,7 @@ events = st.builds(
     stale=st.booleans(),
     reason=optional_text,
     seq=st.integers(min_value=1, max_value=2**63),
+    enqueued=optional_text,
 )
 
 
