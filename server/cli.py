@@ -1,4 +1,4 @@
-"""The `queuecast` command line: serve, demo, simulate."""
+"""The `queuecast` command line: serve, demo, simulate, token."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import uvicorn
 from server import __version__
 from server.app import create_app
 from server.emulator.cli import add_simulate_parser
+from server.handshake import with_handshake_timeout
 from server.logs import configure_logging
 from server.runtime import Runtime
+from server.security import ANONYMOUS_WARNING, check_serve_settings
 from server.serving import DrainingServer, bind_socket, print_ready, serve_until_stopped
 from server.settings import Settings
+from server.token_cli import add_token_parser
 
 log = logging.getLogger("queuecast")
 
@@ -26,6 +29,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
+        http=with_handshake_timeout(settings.handshake_timeout),
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval,
@@ -61,10 +65,14 @@ async def serve(settings: Settings) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.load(args)
+        check_serve_settings(settings)
     except (TypeError, ValueError) as exc:
         print(f"queuecast serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if settings.allow_anonymous:
+        print(ANONYMOUS_WARNING, file=sys.stderr, flush=True)
+        log.warning(ANONYMOUS_WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
     return 0
@@ -85,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     Settings.add_arguments(serve_parser)
     serve_parser.set_defaults(func=run_serve)
     add_simulate_parser(commands)
+    add_token_parser(commands)
     return parser
 
 

@@ -2,22 +2,31 @@
 
 A session is a bus `Listener`: the bus hands it each event's shared text, and the session
 only queues it in its bounded outbox. Per socket there are exactly two tasks (receive and
-send), none per subscription.
+send), none per subscription; its deadlines (authenticate, token expiry, re-authenticate) are
+loop timers, not tasks.
+
+Access: a socket authenticates with its first message (`{"op":"auth","token":...}`) or the
+`bearer.<token>` subprotocol, and from then on may subscribe only to what its token's `Grant`
+allows. Until it has (and while its token is expired) it receives no event at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server import metrics
 from server.bus import Bus, BusUnavailable, Delivery, contact_channel, queue_channel
 from server.events import ContactEvent
+from server.limits import Admission, MessageRate, SocketsPerAddress
 from server.outbox import Outbox, OutboxFull
 from server.poller import ContactPoller
 from server.protocol import (
@@ -26,11 +35,12 @@ from server.protocol import (
     ClientMessage,
     Ping,
     ProtocolError,
-    Subscribe,
     Unsubscribe,
     error_frame,
     parse_client_message,
 )
+from server.security import AUTH_RESULTS, LIMIT_HITS, AccessPolicy
+from server.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier
 
 log = logging.getLogger("queuecast.gateway")
 
@@ -39,6 +49,14 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_TIMEOUT = 1.0
+CLOSE_FRAME_TOO_BIG = 1009
+
+SUBPROTOCOL = "queuecast.v1"
+BEARER_PREFIX = "bearer."
+
+
+def _deny_everyone() -> AccessPolicy:
+    return AccessPolicy(TokenVerifier())
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +66,12 @@ class GatewayConfig:
     send_timeout: float = 10.0
     drain_timeout: float = 5.0
     allowed_origins: tuple[str, ...] = ()
+    access: AccessPolicy = field(default_factory=_deny_everyone)
+    auth_timeout: float = 5.0
+    reauth_timeout: float = 60.0
+    max_sockets_per_ip: int = 100
+    max_messages_per_second: float = 10.0
+    rate_limit_strikes: int = 20
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -67,6 +91,16 @@ class ClientSession:
     def __init__(self, gateway: Gateway, websocket: WebSocket) -> None:
         self._gateway = gateway
         self._ws = websocket
+        config = gateway.config
+        self._loop = asyncio.get_running_loop()
+        # None until authenticated; anonymous mode grants everything to a silent client.
+        self.grant: Grant | None = ANONYMOUS if config.access.allow_anonymous else None
+        self._expired = False
+        self._expires_at: float | None = None  # loop time the grant runs out
+        self._deadline: asyncio.TimerHandle | None = None
+        self._rate = MessageRate(
+            config.max_messages_per_second, config.rate_limit_strikes, self._loop.time()
+        )
         self.contacts: dict[str, str] = {}  # contact -> instance
         self.queues: set[str] = set()
         self._watching: set[str] = set()
@@ -83,7 +117,13 @@ class ClientSession:
         self.offer(delivery.event, delivery.text)
 
     def offer(self, event: ContactEvent, text: str) -> None:
-        """Queue an event unless this client has it (or a newer one) already."""
+        """Queue an event unless this client has it (or a newer one) already, or may not
+        receive events now (not authenticated, or its token expired)."""
+        if self.grant is None or self._expired:
+            return
+        if self._expires_at is not None and self._loop.time() >= self._expires_at:
+            self._expire()  # the timer has not run yet; the clock is what counts
+            return
         contact = event.contact
         subscribed = contact in self.contacts
         if not subscribed and event.queue not in self.queues:
@@ -121,13 +161,147 @@ class ClientSession:
             return
         self._wake.set()
 
+    # -- access ----------------------------------------------------------------------------
+
+    async def start(self, bearer: str | None) -> None:
+        """Authenticate with the handshake's token, or give the client `auth_timeout`."""
+        if bearer is not None:
+            await self._authenticate(bearer)
+        elif self.grant is None:
+            self._set_deadline(self._gateway.config.auth_timeout, self._auth_timed_out)
+
+    def _set_deadline(self, delay: float, callback: Callable[[], None]) -> None:
+        self.cancel_deadline()
+        self._deadline = self._loop.call_later(max(0.0, delay), callback)
+
+    def cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _auth_timed_out(self) -> None:
+        self._deadline = None
+        if self.grant is None:
+            LIMIT_HITS.labels("auth_timeout").inc()
+            self._send_error("unauthorized", 'authenticate first: {"op":"auth","token":...}')
+            self.request_close(CLOSE_POLICY, "authentication timeout")
+
+    def _reauth_timed_out(self) -> None:
+        self._deadline = None
+        if self._expired:
+            LIMIT_HITS.labels("reauth_timeout").inc()
+            self.request_close(CLOSE_POLICY, "token expired")
+
+    def _expire(self) -> None:
+        """The token ran out: stop the stream, keep the subscriptions for a re-auth."""
+        self._deadline = None
+        if self._expired or self.grant is None:
+            return
+        self._expired = True
+        self._expires_at = None
+        # Events already queued are not for an expired client either; pending control
+        # frames (a pong, an error) go with them.
+        self.outbox = Outbox()
+        LIMIT_HITS.labels("token_expired").inc()
+        self._send_error("token_expired", "the token expired; send a new one with op auth")
+        self._set_deadline(self._gateway.config.reauth_timeout, self._reauth_timed_out)
+
+    async def _authenticate(self, token: str) -> None:
+        access = self._gateway.config.access
+        if not access.verifier.enabled:
+            self._send_error("unsupported", "this server has no token keys (anonymous mode)")
+            return
+        try:
+            grant = access.verifier.verify(token)
+        except TokenError as exc:
+            AUTH_RESULTS.labels(exc.outcome).inc()
+            self._send_error("unauthorized", exc.message)
+            self.request_close(CLOSE_POLICY, "unauthorized")
+            return
+        AUTH_RESULTS.labels("ok").inc()
+        resuming = self._expired
+        self.grant, self._expired = grant, False
+        self.cancel_deadline()
+        self._expires_at = None
+        if grant.exp is not None:
+            remaining = grant.exp + access.verifier.leeway - time.time()
+            self._expires_at = self._loop.time() + remaining
+            self._set_deadline(remaining, self._expire)
+        self._send_control(
+            json.dumps(
+                {"type": "authenticated", "scope": grant.scope, "exp": grant.exp},
+                separators=(",", ":"),
+            )
+        )
+        await self._drop_outside(grant)
+        if resuming:
+            await self._resend_snapshots()
+
+    async def _drop_outside(self, grant: Grant) -> None:
+        """A new token may allow less than the last one: release what it does not cover."""
+        contacts = [c for c, i in self.contacts.items() if not grant.allows_contact(c, i)]
+        queues = [q for q in self.queues if not grant.allows_queue(q)]
+        for contact in contacts:
+            await self._release_contact(contact)
+        for queue in queues:
+            await self._release_queue(queue)
+        if contacts or queues:
+            self._send_error("forbidden", "subscriptions the new token does not allow were ended")
+
+    async def _resend_snapshots(self) -> None:
+        """After a re-auth: the current state of everything subscribed, as snapshots."""
+        contacts = [c for c in self.contacts if c not in self._finished]
+        bus = self._gateway.bus
+        try:
+            for contact in contacts:
+                self._last_seq.pop(contact, None)
+            states = [s for s in await bus.read_states(contacts) if s is not None]
+            for queue in tuple(self.queues):
+                members = [m for m in await bus.queue_members(queue) if m not in self.contacts]
+                for member in members:
+                    self._last_seq.pop(member, None)
+                states.extend(
+                    s
+                    for s in await bus.read_states(members)
+                    if s is not None and not s.ended and s.queue == queue
+                )
+        except BusUnavailable:
+            self._send_error("unavailable", "the event bus is unreachable; resubscribe")
+            return
+        for state in states:
+            shown = state if state.ended else state.as_type("snapshot")
+            self.offer(shown, shown.encode().decode())
+
+    def _forbidden(self) -> None:
+        # The same answer whether or not the contact or queue exists, and without its id.
+        LIMIT_HITS.labels("scope").inc()
+        self._send_error("forbidden", "this token does not allow that subscription")
+
     # -- loops -----------------------------------------------------------------------------
 
     async def receive_loop(self) -> None:
+        config = self._gateway.config
         while self.close_code is None:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
+                if message.get("code") == CLOSE_FRAME_TOO_BIG:
+                    LIMIT_HITS.labels("frame_size").inc()
                 return
+            admission = self._rate.admit(self._loop.time())
+            if admission is not Admission.ADMIT:
+                LIMIT_HITS.labels("message_rate").inc()
+                if admission is Admission.CLOSE:
+                    LIMIT_HITS.labels("message_rate_close").inc()
+                    self._send_error("rate_limited", "too many messages; closing")
+                    self.request_close(CLOSE_POLICY, "rate limit")
+                    return
+                if admission is Admission.DROP_AND_TELL:
+                    self._send_error(
+                        "rate_limited",
+                        f"at most {config.max_messages_per_second:g} messages per second; "
+                        "messages over it are dropped",
+                    )
+                continue
             text = message.get("text")
             try:
                 if text is None:
@@ -160,18 +334,30 @@ class ClientSession:
     async def _handle(self, request: ClientMessage) -> None:
         if isinstance(request, Ping):
             self._send_control(PONG)
-        elif isinstance(request, Subscribe):
-            if request.contact is not None:
-                await self._subscribe_contact(request.contact, request.instance, request.since)
-            elif request.queue is not None:
-                await self._subscribe_queue(request.queue, request.since)
+        elif isinstance(request, Auth):
+            await self._authenticate(request.token)
+        elif self.grant is None:
+            LIMIT_HITS.labels("unauthenticated").inc()
+            self._send_error("unauthorized", 'authenticate first: {"op":"auth","token":...}')
+            self.request_close(CLOSE_POLICY, "unauthorized")
         elif isinstance(request, Unsubscribe):
             if request.contact is not None:
                 await self._release_contact(request.contact)
             elif request.queue is not None:
                 await self._release_queue(request.queue)
-        elif isinstance(request, Auth):
-            self._send_error("unsupported", "this server does not use tokens")
+        elif self._expired:
+            self._send_error("token_expired", "the token expired; send a new one with op auth")
+        elif request.contact is not None:
+            if not self.grant.allows_contact(request.contact, request.instance):
+                self._forbidden()
+                return
+            instance = request.instance or self.grant.instance
+            await self._subscribe_contact(request.contact, instance, request.since)
+        elif request.queue is not None:
+            if not self.grant.allows_queue(request.queue):
+                self._forbidden()
+                return
+            await self._subscribe_queue(request.queue, request.since)
 
     def _room_for_one_more(self) -> bool:
         if len(self.contacts) + len(self.queues) >= self._gateway.config.max_subscriptions:
@@ -270,6 +456,16 @@ class ClientSession:
             await self._release_queue(queue)
 
 
+async def _refuse(websocket: WebSocket, status: int, message: str) -> None:
+    """Answer a handshake with an HTTP error (403 where the server cannot send one)."""
+    try:
+        await websocket.send_denial_response(
+            Response(error_frame("limited", message), status, media_type="application/json")
+        )
+    except RuntimeError:
+        await websocket.close(CLOSE_POLICY)
+
+
 class Gateway:
     """Owns every client session; the Starlette endpoint is `handle`."""
 
@@ -278,6 +474,7 @@ class Gateway:
         self.bus = bus
         self.poller = poller
         self.sessions: set[ClientSession] = set()
+        self._per_address = SocketsPerAddress(config.max_sockets_per_ip)
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -290,17 +487,36 @@ class Gateway:
         origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
         if not origin_allowed(origin, host, self.config.allowed_origins):
             metrics.SOCKETS_CLOSED.labels("origin").inc()
+            LIMIT_HITS.labels("origin").inc()
             # Before accept, Starlette answers the handshake with 403.
             await websocket.close(CLOSE_POLICY)
             return
-        await websocket.accept()
+        address = websocket.client.host if websocket.client is not None else "unknown"
+        if not self._per_address.try_open(address):
+            LIMIT_HITS.labels("sockets_per_ip").inc()
+            await _refuse(websocket, 429, "too many sockets from this address")
+            return
+        try:
+            await self._serve(websocket)
+        finally:
+            self._per_address.close(address)
+
+    async def _serve(self, websocket: WebSocket) -> None:
+        offered: list[str] = list(websocket.scope.get("subprotocols") or ())
+        bearer = next(
+            (p[len(BEARER_PREFIX) :] for p in offered if p.startswith(BEARER_PREFIX)), None
+        )
+        # Never echo the bearer subprotocol: the token would travel back in a header.
+        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         session = ClientSession(self, websocket)
         self.sessions.add(session)
         self._idle.clear()
         metrics.SOCKETS.inc()
         try:
+            await session.start(bearer)
             await self._run(session)
         finally:
+            session.cancel_deadline()
             await session.release_all()
             self.sessions.discard(session)
             metrics.SOCKETS.dec()

@@ -1,4 +1,8 @@
-"""Run `queuecast serve` for end-to-end tests: a real process under uvicorn on a free port."""
+"""Run `queuecast serve` for end-to-end tests: a real process under uvicorn on a free port.
+
+The service checks tokens: it starts with `TEST_SECRET` (unless `env` sets QUEUECAST_SECRET
+itself, or "" for none), and `ServiceHandle.http` carries a `service` token.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,19 @@ from typing import Any
 
 import httpx
 
+from server.tokens import mint
 from tests.support import TIMEOUT_SCALE
 from tests.support.emulator import REPO_ROOT, EmulatorHandle, read_ready, stop_process
 
 READY_PREFIX = "queuecast-serve ready "
+TEST_SECRET = "queuecast-test-secret-0123456789abcdef"
+
+
+def mint_test_token(scope: str = "service", *, secret: str = TEST_SECRET, **claims: Any) -> str:
+    """A token signed with the test secret (`mint`'s keyword arguments)."""
+    return mint(secret, scope=scope, **claims)  # type: ignore[arg-type]
+
+
 START_TIMEOUT = 20.0 * TIMEOUT_SCALE
 
 
@@ -67,6 +80,7 @@ async def start_service_process(
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_EC2_METADATA_DISABLED": "true",
+        "QUEUECAST_SECRET": TEST_SECRET,
         **(env or {}),
     }
     proc = await asyncio.create_subprocess_exec(
@@ -81,7 +95,10 @@ async def start_service_process(
     )
     try:
         info = await asyncio.wait_for(read_ready(proc, READY_PREFIX), START_TIMEOUT)
-        async with httpx.AsyncClient(base_url=info["url"], timeout=10 * TIMEOUT_SCALE) as http:
+        headers = {"Authorization": f"Bearer {mint_test_token()}"}
+        async with httpx.AsyncClient(
+            base_url=info["url"], timeout=10 * TIMEOUT_SCALE, headers=headers
+        ) as http:
             yield ServiceHandle(info["url"], info["ws"], proc, http)
     finally:
         await stop_process(proc)

@@ -1,4 +1,8 @@
-"""A small WebSocket client for tests, on the `websockets` library (a real client)."""
+"""A small WebSocket client for tests, on the `websockets` library (a real client).
+
+`ws_client(url)` authenticates with a `service` token signed with the test secret and reads
+the `authenticated` reply; pass `token=` for another token, or `token=None` to stay silent.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.support import TIMEOUT_SCALE
+from tests.support.service import mint_test_token
 
 RECV_TIMEOUT = 10.0 * TIMEOUT_SCALE
 
@@ -52,8 +57,24 @@ class WsClient:
             message = await asyncio.wait_for(self.conn.recv(), seconds)
             raise AssertionError(f"expected no message, got {message!r}")
 
+    async def auth(self, token: str) -> dict[str, Any]:
+        """Send `{"op":"auth"}` and return the reply (`authenticated` or an error)."""
+        await self.send({"op": "auth", "token": token})
+        return await self.next()
+
+
+_SERVICE_TOKEN = object()
+
 
 @contextlib.asynccontextmanager
-async def ws_client(url: str, **kwargs: Any) -> AsyncIterator[WsClient]:
+async def ws_client(
+    url: str, *, token: str | object | None = _SERVICE_TOKEN, **kwargs: Any
+) -> AsyncIterator[WsClient]:
     async with websockets.connect(url, open_timeout=RECV_TIMEOUT, **kwargs) as conn:
-        yield WsClient(conn)
+        client = WsClient(conn)
+        if token is _SERVICE_TOKEN:
+            token = mint_test_token()
+        if isinstance(token, str):
+            reply = await client.auth(token)
+            assert reply["type"] == "authenticated", reply
+        yield client

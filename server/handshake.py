@@ -1,0 +1,47 @@
+"""An HTTP protocol for uvicorn that gives each connection a deadline for its request headers.
+
+uvicorn times out idle keep-alive connections, but not a connection that opens and then sends
+its first request slowly or never (slowloris); such sockets would pile up until file
+descriptors run out. WebSocket handshakes are HTTP requests, so they are covered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from server.security import LIMIT_HITS
+
+
+def with_handshake_timeout(timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing connections whose first request headers take longer
+    than `timeout` seconds to arrive (pass the class as `uvicorn.Config(http=...)`)."""
+
+    class HandshakeTimeoutProtocol(H11Protocol):
+        _handshake_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._handshake_timer = self.loop.call_later(timeout, self._handshake_expired)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
+            super().connection_lost(exc)
+
+        def _handshake_expired(self) -> None:
+            self._handshake_timer = None
+            # `cycle` is set once a request's headers are in; an upgraded connection belongs
+            # to the WebSocket protocol by now.
+            if (
+                self.cycle is None
+                and self.transport.get_protocol() is self
+                and not self.transport.is_closing()
+            ):
+                LIMIT_HITS.labels("handshake_timeout").inc()
+                self.transport.close()
+
+    return HandshakeTimeoutProtocol

@@ -1,0 +1,67 @@
+"""Scrub log lines: tokens and configured secrets never reach the log; Connect ids may be
+hashed or dropped (`log_contact_ids`).
+
+It works on the formatted line, whatever formatter and whatever caller produced it (uvicorn
+prints request paths, tracebacks print arguments), so a secret cannot slip through an
+unusual path. Contact ids cannot be told apart from instance and queue ids in free text, so
+the setting applies to every UUID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+
+# Three base64url segments whose header starts `{"` (eyJ): any JWT, signed or not.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+TOKEN_MARK = "[token]"  # noqa: S105 (a placeholder, not a password)
+SECRET_MARK = "***"  # noqa: S105
+ID_MARK = "[id]"
+
+
+def _hashed_id(match: re.Match[str]) -> str:
+    return "id:" + hashlib.sha256(match.group().lower().encode()).hexdigest()[:12]
+
+
+class Redactor:
+    """Rewrites text: JWTs and the given secrets always; ids per `contact_ids`."""
+
+    def __init__(self, secrets: Iterable[str] = (), contact_ids: str = "full") -> None:
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._contact_ids = contact_ids
+
+    def __call__(self, text: str) -> str:
+        text = _JWT.sub(TOKEN_MARK, text)
+        for secret in self._secrets:
+            text = text.replace(secret, SECRET_MARK)
+        if self._contact_ids == "hash":
+            text = _UUID.sub(_hashed_id, text)
+        elif self._contact_ids == "none":
+            text = _UUID.sub(ID_MARK, text)
+        return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Wraps another formatter and scrubs what it produced."""
+
+    def __init__(self, inner: logging.Formatter, redactor: Redactor) -> None:
+        super().__init__()
+        self.inner = inner
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redactor(self.inner.format(record))
+
+
+def install_log_redaction(redactor: Redactor, logger: logging.Logger | None = None) -> None:
+    """Scrub every line the handlers of `logger` (default: the root logger) write. Idempotent:
+    installing again replaces the redactor."""
+    for handler in (logger or logging.getLogger()).handlers:
+        current = handler.formatter or logging.Formatter()
+        if isinstance(current, RedactingFormatter):
+            current = current.inner
+        handler.setFormatter(RedactingFormatter(current, redactor))
