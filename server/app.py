@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -23,16 +22,10 @@ from server import http_api
 from server.bus import Bus, BusBackend, MemoryBackend
 from server.bus.redis import RedisBackend
 from server.connect import ConnectClient
+from server.coordination import RedisCoordinator
 from server.gateway import Gateway, GatewayConfig
 from server.poller import ContactPoller, PollerConfig
-from server.redaction import Redactor, install_log_redaction
 from server.runtime import Runtime
-from server.security import (
-    AccessPolicy,
-    SecurityHeadersMiddleware,
-    secrets_to_scrub,
-    security_headers,
-)
 from server.settings import Settings
 
 log = logging.getLogger("queuecast")
@@ -67,28 +60,39 @@ def poller_config(settings: Settings) -> PollerConfig:
     )
 
 
+def coordinator_for(settings: Settings, client: aioredis.Redis, bus: Bus) -> RedisCoordinator:
+    """Replicas on one Redis poll as one: leases, global interest, one account budget."""
+    return RedisCoordinator(
+        client,
+        bus,
+        budgets={
+            "metrics": (settings.rps, settings.burst),
+            "describe": (settings.describe_rps, settings.describe_burst),
+        },
+        lease_ttl=settings.lease_ttl,
+        replica_id=settings.replica_id,
+    )
+
+
 def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Starlette:
     """Build the service.
 
     Args:
         settings: the configuration.
         backend: a bus backend to use instead of the one `settings.redis_url` implies.
-
-    Raises:
-        ValueError: a token key that does not load.
     """
-    access = AccessPolicy.from_settings(settings)
-    install_log_redaction(Redactor(secrets_to_scrub(settings), settings.log_contact_ids))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             chosen = backend
+            client = None
             if chosen is None and settings.redis_url:
                 client = redis_client(settings.redis_url)
                 stack.push_async_callback(client.aclose)
                 chosen = RedisBackend(client)
             bus = await stack.enter_async_context(Bus(chosen or MemoryBackend()))
+            coordinator = None if client is None else coordinator_for(settings, client, bus)
             connect = await stack.enter_async_context(
                 ConnectClient(
                     settings.region,
@@ -99,7 +103,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Star
                 )
             )
             poller = await stack.enter_async_context(
-                ContactPoller(poller_config(settings), connect, bus)
+                ContactPoller(poller_config(settings), connect, bus, coordinator)
             )
             gateway = Gateway(
                 GatewayConfig(
@@ -107,12 +111,6 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Star
                     max_subscriptions=settings.max_subscriptions,
                     send_timeout=settings.send_timeout,
                     allowed_origins=settings.allowed_origins,
-                    access=access,
-                    auth_timeout=settings.auth_timeout,
-                    reauth_timeout=settings.reauth_timeout,
-                    max_sockets_per_ip=settings.max_sockets_per_ip,
-                    max_messages_per_second=settings.max_messages_per_second,
-                    rate_limit_strikes=settings.rate_limit_strikes,
                 ),
                 bus,
                 poller,
@@ -134,13 +132,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Star
         Route("/", home, methods=["GET"]),
         Mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static"),
     ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        middleware=[Middleware(SecurityHeadersMiddleware, headers=security_headers(settings))],
-    )
-    app.state.access = access
-    return app
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 async def _websocket_endpoint(websocket: WebSocket) -> None:

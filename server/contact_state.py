@@ -32,9 +32,6 @@ class ContactState:
     published_stale: bool = False
     last_fresh: float | None = None  # monotonic time of the last successful poll
     last_fresh_wall: float | None = None  # wall-clock time of that poll, for `at`
-    subscribers: int = 0
-    explicit: bool = False
-    linger_until: float | None = None
     queue_asked: bool = False  # DescribeContact answered (or cannot help)
     seq: int = 0  # the last seq published, a floor for the next one
     enqueued: str | None = None  # ISO-8601, from DescribeContact
@@ -56,11 +53,6 @@ class ContactState:
             state.queue = queue or stored.queue
             state.enqueued = stored.enqueued
         return state
-
-    @property
-    def wanted(self) -> bool:
-        """Whether anything still asks for this contact to be polled."""
-        return self.explicit or self.subscribers > 0 or self.linger_until is not None
 
 
 def change_for(state: ContactState, seen: Observation, ewt_threshold: float) -> EventType | None:

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from server import metrics
 from server.bus import Bus, BusUnavailable
 from server.connect import ConnectClient, MetricsResult, Outcome
 from server.contact_state import ContactState, Observation, change_for, is_stale
+from server.coordination import Coordinator, LocalCoordinator, Start, Wanted
 from server.events import (
     REASON_INVALID,
     REASON_LEFT_QUEUE,
@@ -29,6 +32,7 @@ from server.events import (
     seq_of,
     utc_iso,
 )
+from server.interest import InterestBook
 from server.ratelimit import TokenBucket
 from server.scheduler import PollScheduler
 
@@ -75,6 +79,8 @@ class ContactPoller:
         config: rates, intervals and thresholds.
         connect: the Connect client.
         bus: where changes are committed.
+        coordinator: decides which wanted contacts this process polls, and paces requests
+            when the account budget is shared with other replicas.
         clock: monotonic clock (injectable for tests).
         wall: wall clock, for the `at` of events.
     """
@@ -84,6 +90,7 @@ class ContactPoller:
         config: PollerConfig,
         connect: ConnectClient,
         bus: Bus,
+        coordinator: Coordinator | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -91,17 +98,24 @@ class ContactPoller:
         self.config = config
         self._connect = connect
         self._bus = bus
+        self.coordinator = coordinator or LocalCoordinator(bus)
         self._clock = clock
         self._wall = wall
         now = clock()
-        self.scheduler = PollScheduler(config.rps, config.burst, config.poll_interval, now)
+        # With a shared budget the coordinator paces requests; the scheduler only orders them.
+        rate = math.inf if self.coordinator.shared_budget else config.rps
+        self.scheduler = PollScheduler(rate, config.burst, config.poll_interval, now)
         self._describe_bucket = TokenBucket(config.describe_rps, config.describe_burst, now)
-        self.contacts: dict[str, ContactState] = {}
+        self.interest = InterestBook(config.linger)
+        self.contacts: dict[str, ContactState] = {}  # the contacts this process polls
         self._endings: dict[str, _Ending] = {}
         self._wake = asyncio.Event()
+        self._reconcile_soon = True
         self._task: asyncio.Task[None] | None = None
         self.access_denied: str | None = None
         self.unreachable: str | None = None  # set after several transport failures in a row
+        self.coordination_error: str | None = None
+        self.throttles = 0
         self._transport_failures = 0
         self._access_denied_logged = -ACCESS_DENIED_LOG_EVERY
         self._closed = False
@@ -121,36 +135,28 @@ class ContactPoller:
         await self.close()
 
     async def close(self) -> None:
-        """Stop polling; polls in flight are cancelled and awaited. Idempotent."""
+        """Stop polling (polls in flight are cancelled and awaited), then hand the contacts
+        over to other replicas. Idempotent."""
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            await self.coordinator.close()
+        except BusUnavailable as exc:
+            log.warning("could not hand contacts over", extra={"error": str(exc)})
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    # -- what is tracked -------------------------------------------------------------------
+    # -- what is wanted --------------------------------------------------------------------
 
-    def _state_for(
-        self, instance: str, contact: str, queue: str | None, stored: ContactEvent | None
-    ) -> ContactState | None:
-        if self._closed or contact in self._endings:
-            return None
-        state = self.contacts.get(contact)
-        if state is None:
-            if stored is not None and stored.ended:
-                return None  # a tombstone: the contact left, do not poll it again
-            state = ContactState.resume(instance, contact, queue, stored)
-            self.contacts[contact] = state
-            self.scheduler.add(contact, self._clock())
-            self._wake.set()
-        elif queue is not None and state.queue is None:
-            state.queue = queue
-        return state
+    def _wanted(self) -> None:
+        self._reconcile_soon = True
+        self._wake.set()
 
     def watch(
         self, instance: str, contact: str, stored: ContactEvent | None, queue: str | None = None
@@ -158,61 +164,130 @@ class ContactPoller:
         """A subscriber wants this contact; returns False if it has ended (nothing to poll).
 
         Args:
-            stored: the state the store holds now, so the diff continues from it.
+            stored: the state the store holds now; a tombstone means the contact has ended.
         """
-        state = self._state_for(instance, contact, queue, stored)
-        if state is None:
+        if self._closed or (stored is not None and stored.ended) or contact in self._endings:
             return False
-        state.subscribers += 1
-        state.linger_until = None
+        self.interest.watch(contact, instance, queue)
+        self._wanted()
         return True
 
     def unwatch(self, contact: str) -> None:
-        state = self.contacts.get(contact)
-        if state is None:
-            return
-        state.subscribers = max(0, state.subscribers - 1)
-        if state.subscribers == 0 and not state.explicit:
-            state.linger_until = self._clock() + self.config.linger
+        self.interest.unwatch(contact, self._clock())
+        self._wanted()
 
-    def track(
+    async def track(
         self, instance: str, contact: str, stored: ContactEvent | None, queue: str | None = None
     ) -> bool:
-        """Track explicitly (HTTP PUT) until the contact ends or `untrack`."""
-        state = self._state_for(instance, contact, queue, stored)
-        if state is None:
+        """Track explicitly (HTTP PUT) until the contact ends or `untrack`.
+
+        Raises:
+            BusUnavailable: the shared tracking state could not be written.
+        """
+        if self._closed or (stored is not None and stored.ended) or contact in self._endings:
             return False
-        state.explicit = True
-        state.linger_until = None
+        await self.coordinator.set_explicit(contact, Wanted(instance, queue))
+        self.interest.track(contact, instance, queue)
+        self._wanted()
         return True
 
-    def untrack(self, contact: str) -> bool:
-        """Drop an explicit track; polling stops at once unless sockets still watch it."""
-        state = self.contacts.get(contact)
-        if state is None:
-            return False
-        state.explicit = False
-        if state.subscribers == 0:
-            self._forget(contact)
-        return True
+    async def untrack(self, contact: str) -> None:
+        """Drop an explicit track; polling stops unless sockets still watch the contact."""
+        await self.coordinator.set_explicit(contact, None)
+        self.interest.untrack(contact)
+        self._wanted()
 
-    def _forget(self, contact: str) -> None:
+    def _start(self, contact: str, start: Start) -> None:
+        if contact in self.contacts or contact in self._endings:
+            return
+        state = ContactState.resume(
+            start.wanted.instance, contact, start.wanted.queue, start.stored
+        )
+        self.contacts[contact] = state
+        due = self._clock()
+        if start.last_polled is not None:
+            # Taken over from another replica: keep its rhythm instead of polling twice.
+            due += max(0.0, start.last_polled + self.config.poll_interval - self._wall())
+        self.scheduler.add(contact, due)
+        self._wake.set()
+
+    def _stop(self, contact: str) -> None:
         self.contacts.pop(contact, None)
         self.scheduler.remove(contact)
 
+    async def _reconcile(self) -> None:
+        self._reconcile_soon = False
+        self.interest.expire(self._clock())
+        local = self.interest.wanted(include_explicit=not self.coordinator.shared_budget)
+        try:
+            assignment = await self.coordinator.reconcile(local, frozenset(self.contacts))
+        except BusUnavailable as exc:
+            if self.coordination_error is None:
+                log.warning("cannot coordinate polling", extra={"error": str(exc)})
+            self.coordination_error = str(exc)
+            return
+        self.coordination_error = None
+        for contact in assignment.stop:
+            self._stop(contact)
+        for contact, start in assignment.start.items():
+            if start.stored is not None and start.stored.ended:
+                self.interest.forget(contact)  # a tombstone: it left the queue
+            else:
+                self._start(contact, start)
+
+    def status(self) -> dict[str, Any]:
+        """What `/v1/status` reports of polling."""
+        subscribed, explicit = self.interest.counts()
+        total = self.coordinator.wanted_total()
+        return {
+            "replica": getattr(self.coordinator, "replica_id", None),
+            "tracked": len(self.contacts),
+            "trackedEverywhere": len(self.contacts) if total is None else total,
+            "subscribed": subscribed,
+            "explicit": explicit,
+            "pollInterval": self.config.poll_interval,
+            "effectiveInterval": self.effective_interval(),
+            "budget": {
+                "rps": self.config.rps,
+                "burst": self.config.burst,
+                "currentRate": self.current_rate(),
+                "shared": self.coordinator.shared_budget,
+                "throttles": self.throttles,
+            },
+            "connect": {"accessDenied": self.access_denied, "unreachable": self.unreachable},
+        }
+
     # -- the loop --------------------------------------------------------------------------
+
+    def effective_interval(self) -> float:
+        """Seconds between two polls of one contact, account-wide."""
+        total, rate = self.coordinator.wanted_total(), self.coordinator.shared_rate()
+        if total is None or rate is None:
+            return self.scheduler.effective_interval()
+        return max(self.config.poll_interval, total / rate) if total else self.config.poll_interval
+
+    def current_rate(self) -> float:
+        shared = self.coordinator.shared_rate()
+        return self.scheduler.rate if shared is None else shared
 
     async def _run(self) -> None:
         in_flight = asyncio.Semaphore(self.config.max_in_flight)
-        next_sweep = 0.0
+        next_sweep = next_reconcile = 0.0
         async with asyncio.TaskGroup() as polls:
             while True:
                 now = self._clock()
+                if self._reconcile_soon or now >= next_reconcile:
+                    await self._reconcile()
+                    next_reconcile = now + self.coordinator.period
                 if now >= next_sweep:
                     self._sweep(now, polls)
                     next_sweep = now + _SWEEP_EVERY
                 await in_flight.acquire()
                 key, wait = self.scheduler.next_due(self._clock())
+                if key is not None and self.coordinator.shared_budget:
+                    wait = await self._take_shared(key)
+                    if wait:
+                        key = None
                 if key is None:
                     in_flight.release()
                     self._wake.clear()
@@ -221,19 +296,35 @@ class ContactPoller:
                     continue
                 polls.create_task(self._poll(key, in_flight), name="poll")
 
+    async def _take_shared(self, key: str) -> float:
+        """Take a request from the shared budget for `key`; 0.0 when granted, else the wait.
+
+        A refused key goes back as due now, so it stays first in line.
+        """
+        try:
+            granted = await self.coordinator.acquire("metrics", wait=False)
+        except BusUnavailable:
+            # Nothing a poll learns could be published now: wait for Redis.
+            self.scheduler.done(key, self._clock(), retry_in=0.0)
+            return _SWEEP_EVERY
+        if granted:
+            return 0.0
+        self.scheduler.done(key, self._clock(), retry_in=0.0)
+        return min(_SWEEP_EVERY, 1.0 / max(self.current_rate(), 1e-3))
+
     def _sweep(self, now: float, polls: asyncio.TaskGroup) -> None:
-        stale_after = max(self.config.stale_after, 2 * self.scheduler.effective_interval())
-        for contact, state in list(self.contacts.items()):
-            if state.linger_until is not None and now >= state.linger_until:
-                self._forget(contact)
-            elif is_stale(state, now, stale_after):
+        stale_after = max(self.config.stale_after, 2 * self.effective_interval())
+        for state in list(self.contacts.values()):
+            if is_stale(state, now, stale_after):
                 state.published_stale = True  # set now so that one sweep publishes it once
                 polls.create_task(self._publish_stale(state), name="publish-stale")
         for ending in list(self._endings.values()):
             polls.create_task(self._commit_end(ending), name="commit-end")
+        if self.interest.expire_due(now):
+            self._reconcile_soon = True
         metrics.TRACKED.set(len(self.contacts))
-        metrics.EFFECTIVE_INTERVAL.set(self.scheduler.effective_interval())
-        metrics.POLL_RATE.set(self.scheduler.rate)
+        metrics.EFFECTIVE_INTERVAL.set(self.effective_interval())
+        metrics.POLL_RATE.set(self.current_rate())
 
     async def _poll(self, contact: str, in_flight: asyncio.Semaphore) -> None:
         try:
@@ -245,12 +336,22 @@ class ContactPoller:
                 await self._describe(state)
             result = await self._connect.get_contact_metrics(state.instance, state.contact)
             await self._handle(state, result)
+            if self.coordinator.shared_budget and result.outcome is Outcome.OK:
+                with contextlib.suppress(BusUnavailable):
+                    await self.coordinator.polled(contact)
         finally:
             in_flight.release()
             self._wake.set()
 
     async def _describe(self, state: ContactState) -> None:
-        if not self._describe_bucket.try_take(self._clock()):
+        if self.coordinator.shared_budget:
+            try:
+                granted = await self.coordinator.acquire("describe", wait=False)
+            except BusUnavailable:
+                granted = False
+        else:
+            granted = self._describe_bucket.try_take(self._clock())
+        if not granted:
             return  # the queue is learned on a later poll
         result = await self._connect.describe_contact(state.instance, state.contact)
         if result.outcome is Outcome.OK:
@@ -287,14 +388,20 @@ class ContactPoller:
             self.scheduler.done(contact, self._clock())
         elif outcome in _ENDING:
             self._clear_access_denied()
-            self._forget(contact)
+            self._stop(contact)
             self.scheduler.done(contact, now)
+            self.interest.forget(contact)
             ending = _Ending(state, _ENDING[outcome])
             self._endings[contact] = ending
             await self._commit_end(ending)
         elif outcome is Outcome.THROTTLED:
-            self.scheduler.throttled(now)
-            log.info("throttled by Amazon Connect", extra={"rate": self.scheduler.rate})
+            if self.coordinator.shared_budget:
+                with contextlib.suppress(BusUnavailable):
+                    await self.coordinator.throttled("metrics")
+            else:
+                self.scheduler.throttled(now)
+            self.throttles += 1
+            log.info("throttled by Amazon Connect", extra={"rate": self.current_rate()})
             self.scheduler.done(contact, now, retry_in=0.0)
         elif outcome is Outcome.ACCESS_DENIED:
             self._set_access_denied(result.detail or "AccessDeniedException", now)
@@ -389,6 +496,8 @@ class ContactPoller:
         if self._endings.get(state.contact) is ending:
             del self._endings[state.contact]
         log.info("contact ended", extra={"reason": ending.reason})
+        with contextlib.suppress(BusUnavailable):
+            await self.coordinator.ended(state.contact)
 
     # -- readiness -------------------------------------------------------------------------
 

@@ -173,11 +173,3 @@ def test_ended_stored_event_is_not_resumed() -> None:
     assert not state.published
     assert state.queue == "q"
     assert change_for(state, Observation(1, 10), THRESHOLD) == "snapshot"
-
-
-def test_wanted() -> None:
-    state = ContactState(instance="i", contact="c")
-    assert not state.wanted
-    assert ContactState(instance="i", contact="c", subscribers=1).wanted
-    assert ContactState(instance="i", contact="c", explicit=True).wanted
-    assert ContactState(instance="i", contact="c", linger_until=5.0).wanted

@@ -1,0 +1,424 @@
+"""Who polls which contact, and how fast the AWS account may be asked: one process or many.
+
+`LocalCoordinator` serves a single process: it polls every contact it wants, and the account
+budget is the `PollScheduler`'s own token bucket.
+
+`RedisCoordinator` makes replicas sharing one Redis behave as one poller:
+
+- Interest: each replica writes the contacts its sockets watch (or linger on) into its own hash,
+  which expires unless the replica's heartbeat renews it; explicit tracks (HTTP PUT) live in
+  one global hash. Wanted = explicit + every live replica's interest.
+- Ownership: a lease per contact (`SET NX PX`), renewed by its holder every reconcile. A dead
+  replica's leases lapse after one TTL and others claim them; a replica that stops cleanly
+  deletes its leases so others claim them at their next reconcile. Leases rather than rendezvous
+  hashing because a lease is exclusive by construction: two replicas that briefly disagree on
+  who is alive can still never both hold one contact (docs/architecture.md).
+- Budget: a token bucket with AIMD inside Redis (one Lua script), shared by every replica, one
+  for GetContactMetrics and one for DescribeContact.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import json
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from server.bus import Bus, BusUnavailable
+from server.events import ContactEvent
+
+BudgetName = Literal["metrics", "describe"]
+
+REPLICAS_KEY = "qc:replicas"
+EXPLICIT_KEY = "qc:explicit"
+
+
+def interest_key(replica: str) -> str:
+    return f"qc:interest:{replica}"
+
+
+def lease_key(contact: str) -> str:
+    return f"qc:{{{contact}}}:lease"
+
+
+def polled_key(contact: str) -> str:
+    return f"qc:{{{contact}}}:polled"
+
+
+def budget_key(name: BudgetName) -> str:
+    return f"qc:budget:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    instance: str
+    queue: str | None = None
+
+    def encode(self) -> str:
+        return json.dumps({"i": self.instance, "q": self.queue}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Wanted | None:
+        try:
+            value = json.loads(raw)
+            instance, queue = value["i"], value.get("q")
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(instance, str) or not (queue is None or isinstance(queue, str)):
+            return None
+        return cls(instance, queue)
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    wanted: Wanted
+    stored: ContactEvent | None
+    last_polled: float | None  # wall-clock seconds of the previous owner's last poll
+
+
+@dataclass(slots=True)
+class Assignment:
+    start: dict[str, Start] = field(default_factory=dict)
+    stop: list[str] = field(default_factory=list)
+
+
+class Coordinator(abc.ABC):
+    """Decides what this process polls; paces requests when the budget is shared."""
+
+    #: Whether the account budget lives outside the PollScheduler (then `acquire` paces).
+    shared_budget: bool = False
+    #: How often `reconcile` should run, seconds.
+    period: float = 0.25
+
+    @abc.abstractmethod
+    async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
+        """Compare what is wanted with what this process polls; say what to start and stop."""
+
+    async def set_explicit(self, contact: str, wanted: Wanted | None) -> None:
+        """Record or drop an explicit track (only the shared coordinator stores it)."""
+        return None
+
+    async def acquire(self, budget: BudgetName, *, wait: bool) -> bool:
+        """Take one request of the shared budget; with `wait`, sleep until one is free."""
+        return True
+
+    async def throttled(self, budget: BudgetName) -> float | None:
+        """AWS throttled us: slow the shared rate. Returns the new rate when shared."""
+        return None
+
+    async def polled(self, contact: str) -> None:
+        """Remember when `contact` was last polled, for a smooth hand-over."""
+        return None
+
+    async def ended(self, contact: str) -> None:
+        """The contact left its queue: forget it everywhere."""
+        return None
+
+    async def close(self) -> None:
+        """Hand everything over. Idempotent."""
+        return None
+
+    def shared_rate(self) -> float | None:
+        return None
+
+    def wanted_total(self) -> int | None:
+        return None
+
+
+class LocalCoordinator(Coordinator):
+    """One process: poll exactly what this process wants."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
+        assignment = Assignment(stop=[c for c in polled if c not in local])
+        new = [c for c in local if c not in polled]
+        if new:
+            for contact, stored in zip(new, await self._bus.read_states(new), strict=True):
+                assignment.start[contact] = Start(local[contact], stored, None)
+        return assignment
+
+
+# Token bucket plus AIMD, atomically, on Redis' clock (replicas' clocks may differ). Throttling
+# halves the rate (floor: a sixteenth of the configured rate) and empties the bucket; the rate
+# then climbs back linearly to the configured one over `recovery` seconds. Mirrors
+# PollScheduler's in-process rules.
+_BUDGET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cfg = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local recovery = tonumber(ARGV[3])
+local h = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'rate', 'rstamp')
+local tokens = tonumber(h[1]) or burst
+local stamp = tonumber(h[2]) or now
+local rate = tonumber(h[3]) or cfg
+local rstamp = tonumber(h[4]) or now
+if rate < cfg then
+  rate = math.min(cfg, rate + cfg / 2 / recovery * math.max(0, now - rstamp))
+end
+if rate > cfg then rate = cfg end
+rstamp = now
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+stamp = now
+local granted = 0
+local wait = 0
+if ARGV[4] == 'throttle' then
+  rate = math.max(cfg / 16, rate / 2)
+  tokens = 0
+elseif tokens >= 1 then
+  tokens = tokens - 1
+  granted = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(stamp),
+           'rate', tostring(rate), 'rstamp', tostring(rstamp))
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return {granted, tostring(wait), tostring(rate)}
+"""
+
+# Keep a lease we hold, or claim it if nobody holds it (e.g. it lapsed during an outage).
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+elseif not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class RedisCoordinator(Coordinator):
+    """Leases, global interest and a shared budget in Redis (see the module docstring).
+
+    Args:
+        client: the injected `redis.asyncio.Redis`.
+        bus: for reading stored states of contacts this replica takes over.
+        budgets: configured (requests/s, burst) per budget name.
+        lease_ttl: seconds a lease lives unless renewed; a dead replica's contacts move
+            within about one TTL plus one reconcile period.
+        recovery: seconds for a throttled rate to climb from half back to configured.
+        op_timeout: seconds any Redis round trip may take.
+    """
+
+    shared_budget = True
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        bus: Bus,
+        *,
+        budgets: Mapping[BudgetName, tuple[float, int]],
+        lease_ttl: float = 5.0,
+        recovery: float = 10.0,
+        replica_id: str | None = None,
+        op_timeout: float = 3.0,
+    ) -> None:
+        self.replica_id = replica_id or uuid.uuid4().hex[:12]
+        self._client = client
+        self._bus = bus
+        self._budgets = dict(budgets)
+        self._ttl_ms = int(lease_ttl * 1000)
+        self.period = min(1.0, lease_ttl / 3)
+        self._recovery = recovery
+        self._op_timeout = op_timeout
+        self._budget_script = client.register_script(_BUDGET)
+        self._renew_script = client.register_script(_RENEW)
+        self._release_script = client.register_script(_RELEASE)
+        self._leases: set[str] = set()
+        self._rates: dict[BudgetName, float] = {name: rps for name, (rps, _) in budgets.items()}
+        self._wanted_total = 0
+        self._closed = False
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await asyncio.wait_for(coro, self._op_timeout)
+        except _ERRORS as exc:
+            raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    # -- interest and leases -------------------------------------------------------------
+
+    async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
+        now_ms = int(time.time() * 1000)
+        expiry = 3 * self._ttl_ms
+        mine = interest_key(self.replica_id)
+        heartbeat = self._client.pipeline(transaction=True)
+        heartbeat.zadd(REPLICAS_KEY, {self.replica_id: now_ms})
+        heartbeat.zremrangebyscore(REPLICAS_KEY, "-inf", now_ms - expiry)
+        heartbeat.delete(mine)
+        if local:
+            heartbeat.hset(mine, mapping={c: w.encode() for c, w in local.items()})
+            heartbeat.pexpire(mine, expiry)
+        heartbeat.zrange(REPLICAS_KEY, 0, -1)
+        heartbeat.hgetall(EXPLICIT_KEY)
+        *_, live_raw, explicit_raw = await self._call(heartbeat.execute())
+        live = [_text(r) for r in live_raw] or [self.replica_id]
+
+        reads = self._client.pipeline(transaction=False)
+        for replica in live:
+            reads.hgetall(interest_key(replica))
+        interests = await self._call(reads.execute())
+        wanted: dict[str, Wanted] = {}
+        for mapping in [explicit_raw, *interests]:
+            for raw_contact, raw_wanted in mapping.items():
+                decoded = Wanted.decode(raw_wanted)
+                if decoded is not None:
+                    wanted.setdefault(_text(raw_contact), decoded)
+        self._wanted_total = len(wanted)
+
+        assignment = Assignment()
+        await self._keep_leases(wanted, assignment)
+        share = math.ceil(len(wanted) / len(live))
+        if len(self._leases) < share:
+            await self._claim(wanted, share - len(self._leases), assignment)
+        # What the poller polls follows the leases exactly.
+        assignment.stop.extend(
+            c for c in polled if c not in self._leases and c not in assignment.stop
+        )
+        return assignment
+
+    async def _keep_leases(self, wanted: Mapping[str, Wanted], assignment: Assignment) -> None:
+        held = sorted(self._leases)
+        if not held:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for contact in held:
+            if contact in wanted:
+                await self._renew_script(
+                    keys=[lease_key(contact)], args=[self.replica_id, self._ttl_ms], client=pipe
+                )
+            else:
+                await self._release_script(
+                    keys=[lease_key(contact)], args=[self.replica_id], client=pipe
+                )
+        results = await self._call(pipe.execute())
+        for contact, kept in zip(held, results, strict=True):
+            if contact not in wanted or not kept:
+                self._leases.discard(contact)
+                assignment.stop.append(contact)
+
+    async def _claim(self, wanted: Mapping[str, Wanted], room: int, assignment: Assignment) -> None:
+        # Each replica tries contacts in its own hash order, so replicas starting together
+        # mostly try different contacts instead of racing for the same ones.
+        candidates = sorted(
+            (c for c in wanted if c not in self._leases),
+            key=lambda c: hashlib.blake2s(f"{self.replica_id}:{c}".encode()).digest(),
+        )
+        if not candidates:
+            return
+        holders = await self._call(self._client.mget([lease_key(c) for c in candidates]))
+        free = [c for c, holder in zip(candidates, holders, strict=True) if holder is None][:room]
+        if not free:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for contact in free:
+            pipe.set(lease_key(contact), self.replica_id, nx=True, px=self._ttl_ms)
+            pipe.get(polled_key(contact))
+        results = await self._call(pipe.execute())
+        claimed = [
+            (contact, results[2 * i + 1]) for i, contact in enumerate(free) if results[2 * i]
+        ]
+        if not claimed:
+            return
+        states = await self._bus.read_states([c for c, _ in claimed])
+        for (contact, last), stored in zip(claimed, states, strict=True):
+            if stored is not None and stored.ended:
+                await self.ended(contact)  # a tombstone: nobody polls it again
+                continue
+            self._leases.add(contact)
+            last_polled = float(last) / 1000 if last is not None else None
+            assignment.start[contact] = Start(wanted[contact], stored, last_polled)
+
+    async def set_explicit(self, contact: str, wanted: Wanted | None) -> None:
+        if wanted is None:
+            await self._call(self._client.hdel(EXPLICIT_KEY, contact))
+        else:
+            await self._call(self._client.hset(EXPLICIT_KEY, contact, wanted.encode()))
+
+    async def polled(self, contact: str) -> None:
+        await self._call(self._client.set(polled_key(contact), int(time.time() * 1000), px=600_000))
+
+    async def ended(self, contact: str) -> None:
+        self._leases.discard(contact)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hdel(EXPLICIT_KEY, contact)
+        await self._release_script(keys=[lease_key(contact)], args=[self.replica_id], client=pipe)
+        await self._call(pipe.execute())
+
+    async def close(self) -> None:
+        """Hand every lease over and leave the membership. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zrem(REPLICAS_KEY, self.replica_id)
+        pipe.delete(interest_key(self.replica_id))
+        for contact in self._leases:
+            await self._release_script(
+                keys=[lease_key(contact)], args=[self.replica_id], client=pipe
+            )
+        self._leases.clear()
+        await self._call(pipe.execute())
+
+    # -- budget ----------------------------------------------------------------------------
+
+    async def _budget(self, name: BudgetName, op: str) -> tuple[bool, float]:
+        rps, burst = self._budgets[name]
+        # One request of the burst is kept in reserve, as in PollScheduler: AWS counts
+        # arrivals and we count departures.
+        result = await self._call(
+            self._budget_script(
+                keys=[budget_key(name)], args=[rps, max(1, burst - 1), self._recovery, op]
+            )
+        )
+        granted, wait, rate = int(result[0]), float(result[1]), float(result[2])
+        self._rates[name] = rate
+        return bool(granted), wait
+
+    async def acquire(self, budget: BudgetName, *, wait: bool) -> bool:
+        while True:
+            granted, delay = await self._budget(budget, "take")
+            if granted or not wait:
+                return granted
+            await asyncio.sleep(min(max(delay, 0.001), 1.0))
+
+    async def throttled(self, budget: BudgetName) -> float | None:
+        await self._budget(budget, "throttle")
+        return self._rates[budget]
+
+    def shared_rate(self) -> float | None:
+        return self._rates["metrics"]
+
+    def wanted_total(self) -> int | None:
+        return self._wanted_total
+
+    @property
+    def leases(self) -> frozenset[str]:
+        return frozenset(self._leases)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,112 @@
+"""What this process wants polled: subscriber counts, explicit tracks and lingering. No I/O.
+
+A contact is wanted while a local socket watches it, while it lingers after its last watcher
+left (so a page reload does not restart polling from nothing), and, in a single process, while
+it is explicitly tracked. With several replicas, explicit tracks are kept in Redis instead, so
+that any replica can drop them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.coordination import Wanted
+
+
+@dataclass(slots=True)
+class Interest:
+    instance: str
+    queue: str | None = None
+    subscribers: int = 0
+    explicit: bool = False
+    linger_until: float | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return self.subscribers > 0 or self.explicit or self.linger_until is not None
+
+
+class InterestBook:
+    """Local interest per contact.
+
+    Args:
+        linger: seconds a contact stays wanted after its last watcher left.
+    """
+
+    def __init__(self, linger: float) -> None:
+        self.linger = linger
+        self._entries: dict[str, Interest] = {}
+
+    def __contains__(self, contact: str) -> bool:
+        return contact in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _entry(self, contact: str, instance: str, queue: str | None) -> Interest:
+        entry = self._entries.get(contact)
+        if entry is None:
+            entry = self._entries[contact] = Interest(instance, queue)
+        elif queue is not None and entry.queue is None:
+            entry.queue = queue
+        return entry
+
+    def watch(self, contact: str, instance: str, queue: str | None = None) -> None:
+        entry = self._entry(contact, instance, queue)
+        entry.subscribers += 1
+        entry.linger_until = None
+
+    def unwatch(self, contact: str, now: float) -> None:
+        entry = self._entries.get(contact)
+        if entry is None:
+            return
+        entry.subscribers = max(0, entry.subscribers - 1)
+        if entry.subscribers == 0 and not entry.explicit:
+            if self.linger > 0:
+                entry.linger_until = now + self.linger
+            else:
+                del self._entries[contact]
+
+    def track(self, contact: str, instance: str, queue: str | None = None) -> None:
+        entry = self._entry(contact, instance, queue)
+        entry.explicit = True
+        entry.linger_until = None
+
+    def untrack(self, contact: str) -> None:
+        """Drop an explicit track at once (no linger: the caller asked for it to stop)."""
+        entry = self._entries.get(contact)
+        if entry is None:
+            return
+        entry.explicit = False
+        if entry.subscribers == 0:
+            del self._entries[contact]
+
+    def forget(self, contact: str) -> None:
+        """The contact ended: nothing should want it any more."""
+        self._entries.pop(contact, None)
+
+    def expire(self, now: float) -> None:
+        """Drop contacts whose linger has run out."""
+        for contact, entry in list(self._entries.items()):
+            if entry.linger_until is not None and now >= entry.linger_until:
+                del self._entries[contact]
+
+    def expire_due(self, now: float) -> bool:
+        """Whether some contact's linger has run out (so `expire` would change something)."""
+        return any(
+            e.linger_until is not None and now >= e.linger_until for e in self._entries.values()
+        )
+
+    def wanted(self, *, include_explicit: bool) -> dict[str, Wanted]:
+        return {
+            contact: Wanted(entry.instance, entry.queue)
+            for contact, entry in self._entries.items()
+            if entry.subscribers > 0
+            or entry.linger_until is not None
+            or (entry.explicit and include_explicit)
+        }
+
+    def counts(self) -> tuple[int, int]:
+        """(contacts with subscribers, contacts tracked explicitly)."""
+        entries = self._entries.values()
+        return sum(1 for e in entries if e.subscribers), sum(1 for e in entries if e.explicit)
