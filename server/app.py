@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -25,7 +26,14 @@ from server.connect import ConnectClient
 from server.coordination import RedisCoordinator
 from server.gateway import Gateway, GatewayConfig
 from server.poller import ContactPoller, PollerConfig
+from server.redaction import Redactor, install_log_redaction
 from server.runtime import Runtime
+from server.security import (
+    AccessPolicy,
+    SecurityHeadersMiddleware,
+    secrets_to_scrub,
+    security_headers,
+)
 from server.settings import Settings
 
 log = logging.getLogger("queuecast")
@@ -80,7 +88,12 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Star
     Args:
         settings: the configuration.
         backend: a bus backend to use instead of the one `settings.redis_url` implies.
+
+    Raises:
+        ValueError: a token key that does not load.
     """
+    access = AccessPolicy.from_settings(settings)
+    install_log_redaction(Redactor(secrets_to_scrub(settings), settings.log_contact_ids))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,6 +124,12 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Star
                     max_subscriptions=settings.max_subscriptions,
                     send_timeout=settings.send_timeout,
                     allowed_origins=settings.allowed_origins,
+                    access=access,
+                    auth_timeout=settings.auth_timeout,
+                    reauth_timeout=settings.reauth_timeout,
+                    max_sockets_per_ip=settings.max_sockets_per_ip,
+                    max_messages_per_second=settings.max_messages_per_second,
+                    rate_limit_strikes=settings.rate_limit_strikes,
                 ),
                 bus,
                 poller,
@@ -132,7 +151,13 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Star
         Route("/", home, methods=["GET"]),
         Mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeadersMiddleware, headers=security_headers(settings))],
+    )
+    app.state.access = access
+    return app
 
 
 async def _websocket_endpoint(websocket: WebSocket) -> None:

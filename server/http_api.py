@@ -1,7 +1,8 @@
 """HTTP routes: contacts, status, health, readiness and metrics.
 
 Errors use the WebSocket error frame's shape, `{"type": "error", "code", "message"}`, and
-contact states are the event schema itself.
+contact states are the event schema itself. The contacts API and the status need a `service`
+token (`server.security.require_service_token`); health, readiness and metrics are open.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from server.events import ContactEvent
 from server.ids import is_valid_id
 from server.protocol import error_frame
 from server.runtime import Runtime
+from server.security import LIMIT_HITS, require_service_token
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -43,12 +45,14 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
     """The request's JSON body (`None` when empty), read no further than `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        LIMIT_HITS.labels("body_size").inc()
         raise BodyError(413, "too_large", f"the body is limited to {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            LIMIT_HITS.labels("body_size").inc()
             raise BodyError(413, "too_large", f"the body is limited to {limit} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
@@ -156,8 +160,10 @@ async def prometheus(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/contacts/{contact}", contact, methods=["GET", "PUT", "DELETE"]),
-    Route("/v1/status", status, methods=["GET"]),
+    Route(
+        "/v1/contacts/{contact}", require_service_token(contact), methods=["GET", "PUT", "DELETE"]
+    ),
+    Route("/v1/status", require_service_token(status), methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", prometheus, methods=["GET"]),

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,8 +60,37 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = _csv(text)
+    for origin in origins:
+        # They go into the CSP header too, so nothing but an origin may pass.
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"not an origin (scheme://host[:port]) or `*`: {origin!r}")
+    return origins
+
+
 def _optional_str(text: str) -> str | None:
     return text or None
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be zero or more: {text!r}")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}: {text!r}")
+        return value
+
+    return parse
 
 
 def _log_level(text: str) -> str:
@@ -186,7 +216,89 @@ class Settings:
         _optional_str,
     )
     allowed_origins: tuple[str, ...] = _option(
-        (), "Comma-separated page origins allowed to open WebSockets (`*` for any).", _csv
+        (),
+        "Comma-separated page origins (scheme://host[:port]) allowed to open WebSockets and "
+        "to frame the pages, besides the service's own; `*` allows any.",
+        _origins,
+    )
+    # -- access ----------------------------------------------------------------------------
+    secret: str | None = _option(
+        None,
+        "HS256 key (32+ characters) that verifies tokens without a `kid` and signs "
+        "`queuecast token`. Prefer the environment variable or --secret-file to the flag.",
+        _optional_str,
+        secret=True,
+    )
+    secret_file: str | None = _option(
+        None,
+        "Read the HS256 secret from this file (surrounding whitespace ignored).",
+        _optional_str,
+    )
+    token_keys: tuple[str, ...] = _option(
+        (),
+        "Comma-separated `kid:secret` HS256 keys, chosen by a token's `kid` (rotation: add the "
+        "new key first, retire the old one when its tokens have expired).",
+        _csv,
+        secret=True,
+    )
+    public_key_file: str | None = _option(
+        None,
+        "PEM public key (RSA: RS256, EC P-256: ES256) verifying tokens signed elsewhere.",
+        _optional_str,
+    )
+    token_audience: str = _option("queuecast", "The `aud` every token must carry.")
+    token_max_ttl: int = _option(
+        86400, "Longest token lifetime accepted, in seconds (exp - iat).", _positive_int
+    )
+    token_leeway: float = _option(
+        10.0, "Seconds of clock skew forgiven when checking exp, nbf and iat.", _non_negative_float
+    )
+    allow_anonymous: bool = _option(
+        False,
+        "Development only: without a token any client may watch anything and use the HTTP "
+        "API. Without it, serve refuses to start when no key is configured.",
+        _bool,
+    )
+    auth_timeout: float = _option(
+        5.0,
+        "Seconds a new WebSocket has to authenticate before it is closed (1008).",
+        _positive_float,
+    )
+    reauth_timeout: float = _option(
+        60.0,
+        "Seconds a WebSocket whose token expired has to re-authenticate before it is closed.",
+        _positive_float,
+    )
+    handshake_timeout: float = _option(
+        10.0, "Seconds a connection has to send its request headers.", _positive_float
+    )
+    max_sockets_per_ip: int = _option(
+        100,
+        "Open WebSockets per client address (429 beyond; 0: no limit). Behind a proxy every "
+        "client shares its address.",
+        _non_negative_int,
+    )
+    max_messages_per_second: float = _option(
+        10.0,
+        "Messages per second one WebSocket may send (bursts of twice that); excess ones are "
+        "dropped with a `rate_limited` error.",
+        _positive_float,
+    )
+    rate_limit_strikes: int = _option(
+        20,
+        "Dropped messages (forgiven at one per second) after which a WebSocket is closed (1008).",
+        _positive_int,
+    )
+    log_contact_ids: str = _option(
+        "hash",
+        "Connect ids (UUIDs) in logs: full, hash (a short stable digest) or none.",
+        _choice("full", "hash", "none"),
+    )
+    content_security_policy: str | None = _option(
+        None,
+        "Content-Security-Policy of HTTP responses (default: a strict one derived from "
+        "allowed_origins).",
+        _optional_str,
     )
 
     # -- sources -------------------------------------------------------------------------
