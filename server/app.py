@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from server import http_api
+from server import http_api, queues
 from server.bus import Bus, BusBackend, MemoryBackend
 from server.bus.redis import RedisBackend
 from server.connect import ConnectClient
@@ -148,6 +148,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Star
     routes = [
         WebSocketRoute("/ws", _websocket_endpoint),
         *http_api.routes,
+        *queues.routes,
         Route("/", home, methods=["GET"]),
         Mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static"),
     ]

@@ -12,6 +12,7 @@ import uvicorn
 
 from server import __version__
 from server.app import create_app
+from server.demo import add_demo_parser
 from server.emulator.cli import add_simulate_parser
 from server.handshake import with_handshake_timeout
 from server.logs import configure_logging
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     Settings.add_arguments(serve_parser)
     serve_parser.set_defaults(func=run_serve)
+    add_demo_parser(commands)
     add_simulate_parser(commands)
     add_token_parser(commands)
     return parser

@@ -1,0 +1,154 @@
+"""HTTP routes for queues: `GET /v1/queues` and `GET /v1/queues/{queueId}`.
+
+A queue's view is built from the bus alone (its member set and the members' stored states), so
+every replica answers the same for a queue it is asked about by id. The *list* of queues is
+the set this replica knows of: the queues of the contacts its poller tracks, plus any named in
+`?ids=`. Both need a `queues` token (for the queues it names) or a `service` token.
+A contact flow that routes to the least congested of some queues names them with
+`?ids=a,b,c` and reads `leastCongested`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.bus import BusUnavailable
+from server.events import ContactEvent, utc_iso
+from server.protocol import MAX_QUEUE_ID_LENGTH, error_frame
+from server.runtime import Runtime
+from server.security import authorize_request
+
+MAX_LISTED_QUEUES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """The waiting contacts of one queue, in position order, and their summary."""
+
+    queue: str
+    contacts: tuple[ContactEvent, ...]
+
+    @classmethod
+    def of(cls, queue: str, states: Iterable[ContactEvent | None]) -> QueueView:
+        waiting = [s for s in states if s is not None and not s.ended and s.queue == queue]
+        # Position order; an unknown position sorts last, then by enqueue time and id.
+        waiting.sort(
+            key=lambda s: (s.position is None, s.position or 0, s.enqueued or "", s.contact)
+        )
+        return cls(queue, tuple(waiting))
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        ewts = [c.ewt for c in self.contacts if c.ewt is not None]
+        enqueued = [c.enqueued for c in self.contacts if c.enqueued]
+        oldest = min(enqueued) if enqueued else None
+        longest = None
+        if oldest is not None:
+            started = datetime.fromisoformat(oldest.replace("Z", "+00:00"))
+            longest = max(0, round((now - started).total_seconds()))
+        return {
+            "queue": self.queue,
+            "waiting": len(self.contacts),
+            "longestWait": longest,
+            "oldestEnqueued": oldest,
+            "ewtMin": min(ewts) if ewts else None,
+            "ewtMax": max(ewts) if ewts else None,
+            "stale": any(c.stale for c in self.contacts),
+        }
+
+
+def least_congested(summaries: Sequence[dict[str, Any]]) -> str | None:
+    """The queue a new contact would wait least in: lowest highest-EWT, then fewest waiting.
+
+    The highest EWT of a queue is that of its last contact, the best available guess for one
+    more; an empty queue counts as 0.
+    """
+    if not summaries:
+        return None
+    best = min(summaries, key=lambda s: (s["ewtMax"] or 0, s["waiting"], s["queue"]))
+    return str(best["queue"])
+
+
+async def read_queue(runtime: Runtime, queue: str) -> QueueView:
+    """The queue's view from the bus. Raises `BusUnavailable`."""
+    members = await runtime.bus.queue_members(queue)
+    return QueueView.of(queue, await runtime.bus.read_states(members))
+
+
+def known_queues(runtime: Runtime) -> set[str]:
+    """Queues of the contacts this replica's poller tracks."""
+    return {c.queue for c in runtime.poller.contacts.values() if c.queue is not None}
+
+
+def _valid_queue_id(queue: str) -> bool:
+    return 0 < len(queue) <= MAX_QUEUE_ID_LENGTH and queue.isprintable()
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(error_frame(code, message), status, media_type="application/json")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def list_queues(request: Request) -> Response:
+    grant = authorize_request(request, ("queues", "service"))
+    if isinstance(grant, Response):
+        return grant
+    runtime: Runtime = request.app.state.runtime
+    named = [q for q in request.query_params.get("ids", "").split(",") if q]
+    if len(named) > MAX_LISTED_QUEUES or not all(_valid_queue_id(q) for q in named):
+        return _error(
+            400, "bad_id", f"ids is a comma-separated list of up to {MAX_LISTED_QUEUES} queue ids"
+        )
+    candidates = set(named) if named else known_queues(runtime)
+    queues = sorted(q for q in candidates if grant.allows_queue(q))[:MAX_LISTED_QUEUES]
+    now = _now()
+    try:
+        summaries = [(await read_queue(runtime, q)).summary(now) for q in queues]
+    except BusUnavailable:
+        return _error(503, "unavailable", "the event bus is unreachable; retry")
+    return JSONResponse(
+        {
+            "at": utc_iso(now.timestamp()),
+            "queues": summaries,
+            "leastCongested": least_congested(summaries),
+        }
+    )
+
+
+async def one_queue(request: Request) -> Response:
+    grant = authorize_request(request, ("queues", "service"))
+    if isinstance(grant, Response):
+        return grant
+    runtime: Runtime = request.app.state.runtime
+    queue = request.path_params["queue"]
+    if not _valid_queue_id(queue):
+        return _error(400, "bad_id", "queue must be a queue id")
+    if not grant.allows_queue(queue):
+        return _error(403, "forbidden", "this token does not allow that queue")
+    now = _now()
+    try:
+        view = await read_queue(runtime, queue)
+    except BusUnavailable:
+        return _error(503, "unavailable", "the event bus is unreachable; retry")
+    return JSONResponse(
+        {
+            "at": utc_iso(now.timestamp()),
+            **view.summary(now),
+            "contacts": [c.as_type("snapshot").to_dict() for c in view.contacts],
+        }
+    )
+
+
+routes = [
+    Route("/v1/queues", list_queues, methods=["GET"]),
+    Route("/v1/queues/{queue}", one_queue, methods=["GET"]),
+]

@@ -1,0 +1,527 @@
+// The agent wallboard: one panel per queue, live over queuecast's WebSocket.
+//
+// URL parameters: queues=ID[:Name],…  (else every queue the service knows, refreshed),
+// tv=1 (big-screen mode), demo=1 (names and the simulated clock from the demo's /demo/queues),
+// server=wss://host (default: this page's host). A token goes in the fragment: #token=….
+//
+// Each queue subscription sends a snapshot of every waiting contact, then updates and `ended`.
+// After every (re)connection the list is reconciled with GET /v1/queues/{id}, so contacts that
+// left while the socket was down do not linger. Rendering is batched per animation frame.
+
+const params = new URLSearchParams(location.search);
+const fragment = new URLSearchParams(location.hash.slice(1));
+const TOKEN = fragment.get("token") || null;
+const WS_BASE = (params.get("server") || `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}`).replace(/\/+$/, "");
+const HTTP_BASE = WS_BASE.replace(/^ws/, "http");
+const RECONNECT_BASE_MS = 500;
+const RECONNECT_CAP_MS = 15000;
+const LEAVE_MS = 700;
+const TREND_SAMPLE_MS = 5000;
+const TREND_WINDOW = 60; // samples: 5 minutes
+const FLIP_MAX_ROWS = 80;
+const STORAGE_KEY = "queuecast.wallboard.hidden";
+const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)");
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+// ---- clock: the browser's, or the demo emulator's (simulated, faster) -----------------------
+const clock = { offset: 0, speed: 1, anchor: performance.now(), anchorWall: Date.now() };
+function now() {
+  const elapsed = performance.now() - clock.anchor;
+  return clock.anchorWall + clock.offset + elapsed * clock.speed;
+}
+
+// ---- formatting ----------------------------------------------------------------------------
+function duration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const shortId = (id) => id.slice(0, 8);
+
+// ---- model ---------------------------------------------------------------------------------
+/** @type {Map<string, Queue>} */
+const queues = new Map();
+const hidden = new Set(JSON.parse(localStorage.getItem(STORAGE_KEY) || "[]"));
+const fixedQueues = (params.get("queues") || "").split(",").map((p) => p.trim()).filter(Boolean);
+
+class Queue {
+  constructor(id, name) {
+    this.id = id;
+    this.name = name || null;
+    this.contacts = new Map(); // contact -> event
+    this.leaving = new Map(); // contact -> timeout
+    this.endedSeq = new Map(); // contact -> seq of its `ended`
+    this.seenSinceSync = null;
+    this.history = [];
+    this.panel = null;
+    this.rows = new Map(); // contact -> <tr>
+    this.subscribed = false;
+  }
+
+  get label() {
+    return this.name || `Queue ${shortId(this.id)}`;
+  }
+
+  apply(event) {
+    const known = this.contacts.get(event.contact);
+    if (known && event.seq <= known.seq) return false;
+    if (event.seq <= (this.endedSeq.get(event.contact) || 0)) return false;
+    if (this.seenSinceSync) this.seenSinceSync.add(event.contact);
+    if (event.type === "ended" || event.queue !== this.id) {
+      this.endedSeq.set(event.contact, event.seq);
+      if (known) this.contacts.delete(event.contact);
+      return Boolean(known);
+    }
+    this.contacts.set(event.contact, event);
+    return true;
+  }
+
+  /** The authoritative list from HTTP: members not in it (and not heard of since) are gone. */
+  reconcile(list) {
+    const listed = new Set();
+    for (const event of list) {
+      listed.add(event.contact);
+      this.apply(event);
+    }
+    for (const contact of [...this.contacts.keys()]) {
+      if (!listed.has(contact) && !(this.seenSinceSync && this.seenSinceSync.has(contact))) {
+        this.contacts.delete(contact);
+      }
+    }
+    this.seenSinceSync = null;
+  }
+
+  sorted() {
+    return [...this.contacts.values()].sort((a, b) => (a.position ?? 1e9) - (b.position ?? 1e9) || String(a.enqueued).localeCompare(String(b.enqueued)) || a.contact.localeCompare(b.contact));
+  }
+}
+
+function ensureQueue(id, name) {
+  let queue = queues.get(id);
+  if (!queue) {
+    queue = new Queue(id, name);
+    queues.set(id, queue);
+    renderChoices();
+  } else if (name && !queue.name) {
+    queue.name = name;
+    if (queue.panel) $(".panel-title", queue.panel).textContent = queue.label;
+    renderChoices();
+  }
+  return queue;
+}
+
+const visibleQueues = () => [...queues.values()].filter((q) => !hidden.has(q.id));
+
+// ---- connection ----------------------------------------------------------------------------
+let ws = null;
+let attempt = 0;
+let retryTimer = null;
+let retryAt = 0;
+
+function connect() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  setConnection("connecting");
+  const socket = new WebSocket(`${WS_BASE}/ws`);
+  ws = socket;
+  socket.onopen = () => {
+    if (socket !== ws) return;
+    attempt = 0;
+    setConnection("live");
+    if (TOKEN) socket.send(JSON.stringify({ op: "auth", token: TOKEN }));
+    for (const queue of queues.values()) queue.subscribed = false;
+    syncSubscriptions();
+  };
+  socket.onmessage = (message) => { if (socket === ws) onMessage(message.data); };
+  socket.onclose = () => {
+    if (socket !== ws) return;
+    ws = null;
+    for (const queue of queues.values()) queue.subscribed = false;
+    const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** attempt);
+    attempt += 1;
+    const delay = Math.random() * ceiling; // full jitter
+    retryAt = performance.now() + delay;
+    setConnection("offline");
+    retryTimer = setTimeout(connect, delay);
+  };
+}
+
+function send(message) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+}
+
+function syncSubscriptions() {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  for (const queue of queues.values()) {
+    const wanted = !hidden.has(queue.id);
+    if (wanted && !queue.subscribed) {
+      queue.subscribed = true;
+      queue.seenSinceSync = new Set();
+      send({ op: "subscribe", queue: queue.id });
+      loadQueue(queue);
+    } else if (!wanted && queue.subscribed) {
+      queue.subscribed = false;
+      send({ op: "unsubscribe", queue: queue.id });
+    }
+  }
+}
+
+async function loadQueue(queue) {
+  try {
+    const response = await fetch(`${HTTP_BASE}/v1/queues/${encodeURIComponent(queue.id)}`, { headers: authHeaders() });
+    if (!response.ok) return;
+    const body = await response.json();
+    queue.reconcile(body.contacts || []);
+    markDirty(queue);
+  } catch {
+    // The socket's own reconnect will try again.
+  }
+}
+
+function authHeaders() {
+  return TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
+}
+
+function onMessage(data) {
+  let event;
+  try { event = JSON.parse(data); } catch { return; }
+  if (!event || !["snapshot", "update", "ended"].includes(event.type)) return;
+  for (const queue of queues.values()) {
+    // A queue the contact belongs to now, or one that lists it (it moved or ended).
+    if (queue.id === event.queue || queue.contacts.has(event.contact)) {
+      if (queue.apply(event)) markDirty(queue, event);
+    }
+  }
+}
+
+function setConnection(state) {
+  const pill = $("#connection");
+  pill.dataset.state = state;
+  pill.textContent = state === "live" ? "Live" : state === "connecting" ? "Connecting…" : "Offline";
+  document.documentElement.dataset.connection = state;
+  updateBanner();
+}
+
+function updateBanner() {
+  const banner = $("#banner");
+  const offline = $("#connection").dataset.state === "offline";
+  banner.hidden = !offline;
+  if (offline) {
+    const seconds = Math.max(0, Math.ceil((retryAt - performance.now()) / 1000));
+    banner.textContent = `Connection lost. The figures below may be out of date; reconnecting${seconds ? ` in ${seconds} s` : "…"}`;
+  }
+}
+
+// ---- queue discovery -----------------------------------------------------------------------
+async function discover() {
+  try {
+    const response = await fetch(`${HTTP_BASE}/v1/queues`, { headers: authHeaders() });
+    if (response.ok) {
+      const body = await response.json();
+      for (const summary of body.queues || []) ensureQueue(summary.queue);
+    }
+  } catch {
+    // Offline: the banner says so.
+  }
+  renderPanels();
+  syncSubscriptions();
+}
+
+async function loadDemo() {
+  try {
+    const response = await fetch(`${HTTP_BASE}/demo/queues`);
+    if (!response.ok) return;
+    const body = await response.json();
+    for (const queue of body.queues) ensureQueue(queue.id, queue.name);
+    if (body.now && body.speed) {
+      clock.anchor = performance.now();
+      clock.anchorWall = Date.now();
+      clock.offset = Date.parse(body.now) - Date.now();
+      clock.speed = body.speed;
+    }
+  } catch {
+    // Not a demo server.
+  }
+}
+
+// ---- rendering -----------------------------------------------------------------------------
+const dirty = new Map(); // queue -> Set of changed contacts
+let frame = 0;
+
+function markDirty(queue, event) {
+  let changed = dirty.get(queue);
+  if (!changed) dirty.set(queue, (changed = new Set()));
+  if (event) changed.add(event.contact);
+  if (!frame) frame = requestAnimationFrame(flush);
+}
+
+function flush() {
+  frame = 0;
+  const batch = [...dirty];
+  dirty.clear();
+  for (const [queue, changed] of batch) renderQueue(queue, changed);
+}
+
+function renderPanels() {
+  const main = $("#panels");
+  const shown = visibleQueues();
+  for (const queue of queues.values()) {
+    if (hidden.has(queue.id)) {
+      queue.panel?.remove();
+      continue;
+    }
+    if (!queue.panel) createPanel(queue);
+  }
+  const order = shown.map((q) => q.panel);
+  order.forEach((panel, index) => {
+    if (main.children[index] !== panel) main.insertBefore(panel, main.children[index] || null);
+  });
+  $("#no-queues").hidden = shown.length > 0;
+  main.dataset.count = String(shown.length);
+  for (const queue of shown) renderQueue(queue, new Set());
+}
+
+function createPanel(queue) {
+  const panel = $("#panel-template").content.firstElementChild.cloneNode(true);
+  const titleId = `panel-${queue.id}`;
+  panel.dataset.queue = queue.id;
+  panel.setAttribute("aria-labelledby", titleId);
+  const title = $(".panel-title", panel);
+  title.id = titleId;
+  title.textContent = queue.label;
+  $(".panel-id", panel).textContent = shortId(queue.id);
+  $(".panel-id", panel).title = queue.id;
+  $("caption", panel).textContent = `Waiting contacts in ${queue.label}, by position`;
+  queue.panel = panel;
+}
+
+function renderQueue(queue, changed) {
+  const panel = queue.panel;
+  if (!panel || !panel.isConnected) return;
+  const tbody = $("tbody", panel);
+  const sorted = queue.sorted();
+  const animate = !reducedMotion.matches && sorted.length <= FLIP_MAX_ROWS;
+  const before = animate ? new Map([...queue.rows].map(([c, row]) => [c, row.getBoundingClientRect().top])) : null;
+
+  // Rows of contacts that left fade out, then go.
+  for (const [contact, row] of queue.rows) {
+    if (!queue.contacts.has(contact) && !queue.leaving.has(contact)) {
+      row.classList.add("leaving");
+      row.setAttribute("aria-hidden", "true");
+      queue.leaving.set(contact, setTimeout(() => {
+        row.remove();
+        queue.rows.delete(contact);
+        queue.leaving.delete(contact);
+      }, reducedMotion.matches ? 0 : LEAVE_MS));
+    }
+  }
+
+  let cursor = tbody.firstElementChild;
+  for (const event of sorted) {
+    let row = queue.rows.get(event.contact);
+    const fresh = !row;
+    if (fresh) {
+      row = createRow(event);
+      queue.rows.set(event.contact, row);
+    }
+    fillRow(row, event, !fresh && changed.has(event.contact));
+    if (fresh && animate) row.classList.add("entering");
+    // Skip rows on their way out; place this one next.
+    while (cursor && cursor.classList.contains("leaving")) cursor = cursor.nextElementSibling;
+    if (cursor !== row) tbody.insertBefore(row, cursor);
+    else cursor = cursor.nextElementSibling;
+  }
+
+  if (animate && before) {
+    for (const [contact, top] of before) {
+      const row = queue.rows.get(contact);
+      if (!row || !queue.contacts.has(contact)) continue;
+      const delta = top - row.getBoundingClientRect().top;
+      if (delta) {
+        row.animate([{ transform: `translateY(${delta}px)` }, { transform: "translateY(0)" }], { duration: 350, easing: "cubic-bezier(.2,.7,.2,1)" });
+      }
+    }
+  }
+  renderStats(queue, sorted);
+}
+
+function createRow(event) {
+  const row = document.createElement("tr");
+  row.dataset.contact = event.contact;
+  for (const name of ["position", "contact", "ewt", "in-queue", "since"]) {
+    const cell = document.createElement(name === "position" ? "th" : "td");
+    if (name === "position") cell.scope = "row";
+    cell.className = `col-${name}${name === "contact" ? "" : " num"}`;
+    row.append(cell);
+  }
+  const contact = row.children[1];
+  const code = document.createElement("code");
+  code.textContent = shortId(event.contact);
+  code.title = event.contact;
+  const tag = document.createElement("span");
+  tag.className = "tag";
+  tag.textContent = "stale";
+  contact.append(code, tag);
+  if (highlighted.has(event.contact)) row.classList.add("you");
+  row.addEventListener("animationend", () => row.classList.remove("entering", "changed"));
+  return row;
+}
+
+function fillRow(row, event, flash) {
+  const [position, , ewt, inQueue, since] = row.children;
+  const previous = row.dataset.position;
+  row.dataset.position = String(event.position ?? "");
+  row.dataset.ewt = String(event.ewt ?? "");
+  row.dataset.enqueued = event.enqueued || "";
+  row.classList.toggle("stale", Boolean(event.stale));
+  position.textContent = event.position ?? "–";
+  ewt.textContent = duration(event.ewt);
+  inQueue.textContent = event.enqueued ? duration((now() - Date.parse(event.enqueued)) / 1000) : "–";
+  since.textContent = event.enqueued ? timeFormat.format(new Date(event.enqueued)) : "–";
+  if (flash && !reducedMotion.matches) {
+    row.classList.remove("changed");
+    void row.offsetWidth; // restart the animation
+    row.classList.add("changed");
+    if (previous && Number(previous) > (event.position ?? 0)) row.dataset.moved = "up";
+  }
+}
+
+function renderStats(queue, sorted = queue.sorted()) {
+  const panel = queue.panel;
+  const set = (name, text) => { $(`[data-stat="${name}"]`, panel).textContent = text; };
+  const current = now();
+  const ewts = sorted.map((e) => e.ewt).filter((e) => e != null);
+  const enqueued = sorted.map((e) => Date.parse(e.enqueued)).filter(Number.isFinite);
+  set("waiting", String(sorted.length));
+  set("longest", enqueued.length ? duration((current - Math.min(...enqueued)) / 1000) : "–");
+  set("ewt-max", ewts.length ? duration(Math.max(...ewts)) : "–");
+  panel.classList.toggle("is-empty", sorted.length === 0);
+  panel.dataset.waiting = String(sorted.length);
+  renderTrend(queue);
+}
+
+function sampleTrends() {
+  for (const queue of queues.values()) {
+    queue.history.push(queue.contacts.size);
+    if (queue.history.length > TREND_WINDOW) queue.history.shift();
+    if (queue.panel) renderTrend(queue);
+  }
+}
+
+function renderTrend(queue) {
+  const history = [...queue.history, queue.contacts.size];
+  const reference = history[Math.max(0, history.length - 13)]; // about a minute ago
+  const delta = queue.contacts.size - reference;
+  const trend = $('[data-stat="trend"]', queue.panel);
+  trend.textContent = delta > 0 ? `▲ ${delta}` : delta < 0 ? `▼ ${-delta}` : "▬ 0";
+  trend.dataset.direction = delta > 0 ? "up" : delta < 0 ? "down" : "flat";
+  trend.title = "Change in waiting contacts over the last minute";
+  const max = Math.max(4, ...history);
+  const points = history.map((value, index) => {
+    const x = history.length === 1 ? 100 : (index / (history.length - 1)) * 100;
+    const y = 26 - (value / max) * 24;
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  });
+  $(".spark polyline", queue.panel).setAttribute("points", points.join(" "));
+}
+
+function tick() {
+  const current = now();
+  for (const queue of visibleQueues()) {
+    if (!queue.panel) continue;
+    for (const row of queue.rows.values()) {
+      const enqueued = row.dataset.enqueued;
+      if (enqueued) row.children[3].textContent = duration((current - Date.parse(enqueued)) / 1000);
+    }
+    renderStats(queue);
+  }
+  $("#clock").textContent = timeFormat.format(new Date(current));
+  updateBanner();
+}
+
+// ---- controls ------------------------------------------------------------------------------
+function renderChoices() {
+  const fieldset = $("#queue-choices");
+  for (const queue of queues.values()) {
+    let input = fieldset.querySelector(`input[value="${CSS.escape(queue.id)}"]`);
+    if (!input) {
+      const label = document.createElement("label");
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.value = queue.id;
+      input.addEventListener("change", () => {
+        if (input.checked) hidden.delete(queue.id);
+        else hidden.add(queue.id);
+        localStorage.setItem(STORAGE_KEY, JSON.stringify([...hidden]));
+        renderPanels();
+        syncSubscriptions();
+      });
+      label.append(input, document.createElement("span"));
+      fieldset.append(label);
+    }
+    input.checked = !hidden.has(queue.id);
+    input.nextElementSibling.textContent = queue.label;
+  }
+}
+
+function setTv(on) {
+  document.documentElement.classList.toggle("tv", on);
+  $("#tv-toggle").setAttribute("aria-pressed", String(on));
+}
+
+function setupControls() {
+  $("#tv-toggle").addEventListener("click", () => setTv(!document.documentElement.classList.contains("tv")));
+  document.addEventListener("keydown", (event) => {
+    if (event.key.toLowerCase() === "t" && !event.target.closest("input, textarea, select")) setTv(!document.documentElement.classList.contains("tv"));
+  });
+  $("#add-queue").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("#add-queue-id");
+    const id = input.value.trim();
+    if (!id) return;
+    hidden.delete(id);
+    ensureQueue(id);
+    input.value = "";
+    renderPanels();
+    syncSubscriptions();
+  });
+  if (params.get("tv") === "1") setTv(true);
+  if (params.get("embed") === "1") document.documentElement.classList.add("embed");
+}
+
+// ---- start ---------------------------------------------------------------------------------
+async function start() {
+  setupControls();
+  for (const entry of fixedQueues) {
+    const [id, ...name] = entry.split(":");
+    ensureQueue(id, name.join(":") || null);
+  }
+  if (params.has("demo")) await loadDemo();
+  renderPanels();
+  connect();
+  if (!fixedQueues.length) {
+    await discover();
+    setInterval(discover, 15000);
+  }
+  setInterval(tick, 1000);
+  setInterval(sampleTrends, TREND_SAMPLE_MS);
+  tick();
+}
+
+// For the demo page, tests and the curious: the live model, and a way to point at one contact.
+const highlighted = new Set();
+window.queuecastWallboard = {
+  queues,
+  reconnect: () => ws && ws.close(),
+  highlight(contact) {
+    highlighted.add(contact);
+    for (const queue of queues.values()) queue.rows.get(contact)?.classList.add("you");
+  },
+};
+
+start();
