@@ -201,6 +201,16 @@ end
 return 0
 """
 
+# Heartbeat on Redis' clock, so replicas' clock skew cannot make the living look dead; drop
+# the dead; return the living.
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -248,6 +258,7 @@ class RedisCoordinator(Coordinator):
         self._budget_script = client.register_script(_BUDGET)
         self._renew_script = client.register_script(_RENEW)
         self._release_script = client.register_script(_RELEASE)
+        self._heartbeat_script = client.register_script(_HEARTBEAT)
         self._leases: set[str] = set()
         self._rates: dict[BudgetName, float] = {name: rps for name, (rps, _) in budgets.items()}
         self._wanted_total = 0
@@ -262,19 +273,19 @@ class RedisCoordinator(Coordinator):
     # -- interest and leases -------------------------------------------------------------
 
     async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
-        now_ms = int(time.time() * 1000)
-        expiry = 3 * self._ttl_ms
         mine = interest_key(self.replica_id)
-        heartbeat = self._client.pipeline(transaction=True)
-        heartbeat.zadd(REPLICAS_KEY, {self.replica_id: now_ms})
-        heartbeat.zremrangebyscore(REPLICAS_KEY, "-inf", now_ms - expiry)
-        heartbeat.delete(mine)
+        interest = self._client.pipeline(transaction=True)
+        interest.delete(mine)
         if local:
-            heartbeat.hset(mine, mapping={c: w.encode() for c, w in local.items()})
-            heartbeat.pexpire(mine, expiry)
-        heartbeat.zrange(REPLICAS_KEY, 0, -1)
-        heartbeat.hgetall(EXPLICIT_KEY)
-        *_, live_raw, explicit_raw = await self._call(heartbeat.execute())
+            interest.hset(mine, mapping={c: w.encode() for c, w in local.items()})
+            interest.pexpire(mine, self._ttl_ms)
+        interest.hgetall(EXPLICIT_KEY)
+        *_, explicit_raw = await self._call(interest.execute())
+        # A replica whose heartbeat is older than one lease TTL is dead: by then its leases
+        # have lapsed too, and its share is for the living to take.
+        live_raw = await self._call(
+            self._heartbeat_script(keys=[REPLICAS_KEY], args=[self.replica_id, self._ttl_ms])
+        )
         live = [_text(r) for r in live_raw] or [self.replica_id]
 
         reads = self._client.pipeline(transaction=False)

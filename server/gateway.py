@@ -128,8 +128,14 @@ class ClientSession:
         subscribed = contact in self.contacts
         if not subscribed and event.queue not in self.queues:
             return
-        if event.seq <= self._last_seq.get(contact, 0):
+        last = self._last_seq.get(contact, 0)
+        if event.seq <= last:
             return
+        if last == 0 and event.type == "update":
+            # The first state this client gets of a contact is a snapshot, even when an
+            # update overtook the stored state between subscribing and reading it.
+            event = event.as_type("snapshot")
+            text = event.encode().decode()
         if self.outbox.put_event(event, text):
             metrics.OUTBOX_COALESCED.inc()
         if event.ended:

@@ -1,0 +1,183 @@
+"""Many replicas behave as one poller: each contact polled by exactly one replica, one account
+budget, a dead replica's contacts taken over, every subscriber served wherever it is."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import pytest
+
+from tests.scaleout.conftest import LEASE_TTL, replicas
+from tests.support.wsclient import ws_client
+
+pytestmark = pytest.mark.e2e
+
+
+async def wait_for(predicate, timeout: float, step: float = 0.1):
+    async with asyncio.timeout(timeout):
+        while not (result := await predicate()):
+            await asyncio.sleep(step)
+    return result
+
+
+async def polls(emulator) -> dict[str, int]:
+    return (await emulator.sim_stats())["getContactMetrics"]["byContact"]
+
+
+async def test_contacts_are_split_and_each_polled_once_per_interval(emulator, redis_server):
+    contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(30)]
+    extra = ("--rps", "100", "--burst", "20", "--poll-interval", "1")
+    async with replicas(emulator, redis_server.url, 3, *extra) as services:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
+            for i, contact in enumerate(contacts):
+                await clients[i % 3].subscribe(contact)
+            for client in clients:
+                for _ in range(10):
+                    assert (await client.next())["type"] == "snapshot"
+
+            async def balanced():
+                tracked = [(await s.status())["tracked"] for s in services]
+                return tracked if sum(tracked) == 30 and min(tracked) > 0 else None
+
+            tracked = await wait_for(balanced, 10)
+            assert max(tracked) <= 11, tracked  # fair shares of 10
+
+            await emulator.reset_stats()
+            await asyncio.sleep(4.0)
+            counts = await polls(emulator)
+            # Interval 1 s over 4 s: 4 polls each (5 if one straddles the edges); a contact
+            # polled by two replicas would show about 8.
+            assert set(counts) == set(contacts)
+            assert all(3 <= counts[c] <= 5 for c in contacts), counts
+
+            # A change reaches its subscriber whatever replica polls the contact.
+            await emulator.connect(contacts[0])
+            ended = await clients[0].next_matching(lambda m: m["type"] == "ended")
+            assert ended["contact"] == contacts[0]
+            moved = await clients[1].next_matching(lambda m: m["contact"] == contacts[1])
+            assert moved["position"] == 1
+
+
+async def test_sigkilled_replica_is_taken_over_within_two_ttls(emulator, redis_server):
+    contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(9)]
+    extra = ("--rps", "100", "--burst", "20", "--poll-interval", "0.5")
+    async with replicas(emulator, redis_server.url, 3, *extra) as services:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
+            for client in clients:
+                for contact in contacts:
+                    await client.subscribe(contact)
+            for client in clients:
+                for _ in contacts:
+                    await client.next()
+
+            async def owners():
+                statuses = [await s.status() for s in services]
+                return statuses if sum(s["tracked"] for s in statuses) == 9 else None
+
+            await wait_for(owners, 10)
+            victim = services[0]
+            victim_had = (await victim.status())["tracked"]
+            assert victim_had > 0
+            victim_seen = {m["contact"]: m["seq"] for m in clients[0].seen if "contact" in m}
+            victim.proc.send_signal(signal.SIGKILL)
+            await victim.proc.wait()
+            killed_at = asyncio.get_running_loop().time()
+
+            await emulator.reset_stats()
+
+            async def all_polled_again():
+                counts = await polls(emulator)
+                return all(counts.get(c, 0) >= 1 for c in contacts)
+
+            await wait_for(all_polled_again, 2 * LEASE_TTL + 1.5)
+            took = asyncio.get_running_loop().time() - killed_at
+            assert took <= 2 * LEASE_TTL + 1.5, took
+
+            # Survivors' subscribers get the next change of every contact.
+            await emulator.connect(contacts[0])
+            for client in clients[1:]:
+                ended = await client.next_matching(
+                    lambda m: m["contact"] == contacts[0] and m["type"] == "ended"
+                )
+                assert ended["reason"] == "left_queue"
+            # A client of the dead replica reconnects elsewhere: current state, seq not lower.
+            async with ws_client(services[1].ws_url) as moved:
+                for contact in contacts[1:]:
+                    await moved.subscribe(contact, since=victim_seen.get(contact, 0))
+                # Contacts that moved since (all of them: contacts[0] left) come as snapshots
+                # newer than what the client had; nothing older is ever sent.
+                first: dict[str, dict] = {}
+                while len(first) < len(contacts) - 1:
+                    message = await moved.next()
+                    first.setdefault(message["contact"], message)
+                    assert message["seq"] > victim_seen[message["contact"]]
+                # (a resuming client may get an update first: it already holds a state)
+                assert {m["type"] for m in first.values()} <= {"snapshot", "update"}
+                await emulator.connect(contacts[1])
+                update = await moved.next_matching(lambda m: m["contact"] == contacts[2])
+                assert update["position"] == 1
+
+
+async def test_one_budget_across_replicas_no_throttling_at_the_quota(emulator, redis_server):
+    await emulator.put_config(quota={"enabled": True, "rps": 2.0, "burst": 5})
+    contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(12)]
+    async with replicas(emulator, redis_server.url, 3) as services:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
+            for i, contact in enumerate(contacts):
+                await clients[i % 3].subscribe(contact)
+            await asyncio.sleep(8.0)
+            statuses = [await s.status() for s in services]
+    stats = await emulator.sim_stats()
+    outcomes = stats["getContactMetrics"]["byOutcome"]
+    assert outcomes.get("ThrottlingException", 0) == 0, outcomes
+    # 2 requests/s account-wide plus the burst: never more, whatever the number of replicas.
+    assert stats["getContactMetrics"]["total"] <= 2 * 8.0 + 5 + 2
+    assert all(s["budget"]["shared"] for s in statuses)
+    assert all(s["effectiveInterval"] == pytest.approx(6.0) for s in statuses)
+
+
+async def test_shared_rate_backs_off_below_a_lower_quota(emulator, redis_server):
+    await emulator.put_config(quota={"enabled": True, "rps": 1.0, "burst": 1})
+    contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(6)]
+    async with replicas(emulator, redis_server.url, 2, "--rps", "4", "--burst", "4") as services:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
+            for i, contact in enumerate(contacts):
+                await clients[i % 2].subscribe(contact)
+            await asyncio.sleep(6.0)
+            statuses = [await s.status() for s in services]
+    throttles = sum(s["budget"]["throttles"] for s in statuses)
+    assert throttles >= 1
+    rates = {round(s["budget"]["currentRate"], 3) for s in statuses}
+    assert max(rates) < 4.0, rates  # both replicas read the one shared, reduced rate
+    assert sum(s["tracked"] for s in statuses) == 6  # nobody was dropped
+
+
+async def test_clean_stop_hands_contacts_over_at_once(emulator, redis_server):
+    contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(6)]
+    extra = ("--rps", "100", "--burst", "20", "--poll-interval", "0.5")
+    async with replicas(emulator, redis_server.url, 2, *extra) as services:
+        async with ws_client(services[1].ws_url) as client:
+            for contact in contacts:
+                await client.subscribe(contact)
+            for _ in contacts:
+                await client.next()
+            # The first replica has no socket at all; its share comes from the global interest.
+            async def both_poll():
+                tracked = [(await s.status())["tracked"] for s in services]
+                return tracked if sum(tracked) == 6 and min(tracked) > 0 else None
+
+            await wait_for(both_poll, 10)
+            services[0].proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(services[0].proc.wait(), 10) == 0
+
+            async def survivor_has_all():
+                return (await services[1].status())["tracked"] == 6
+
+            # Handed over at the survivor's next reconcile, well within one lease TTL.
+            await wait_for(survivor_has_all, LEASE_TTL)
