@@ -99,10 +99,22 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
         yield server
 
 
-async def screenshot(page: Page, name: str) -> Path:
+async def screenshot(page: Page, name: str, around: str | None = None) -> Path:
+    """Save a screenshot; `around`: only that element, with a margin for its shadow."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), animations="disabled")
+    clip = None
+    if around is not None:
+        box = await page.locator(around).bounding_box()
+        assert box is not None
+        margin = 24
+        clip = {
+            "x": max(0, box["x"] - margin),
+            "y": max(0, box["y"] - margin),
+            "width": box["width"] + 2 * margin,
+            "height": box["height"] + 2 * margin,
+        }
+    await page.screenshot(path=str(path), animations="disabled", clip=clip)  # type: ignore[arg-type]
     return path
 
 
@@ -165,6 +177,10 @@ async def mount_widget(
         '<meta name="viewport" content="width=device-width, initial-scale=1"><title>widget</title>'
         '<script type="module" src="/static/queue-status.js"></script></head>'
         '<body><main id="host"></main></body></html>'
+    )
+    # Room around the card for screenshots (CSSOM, which a strict CSP allows).
+    await page.evaluate(
+        "() => { document.body.style.margin = '0'; document.body.style.padding = '24px'; }"
     )
     await page.wait_for_function("() => !!customElements.get('queue-status')")
     attributes = {

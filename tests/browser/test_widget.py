@@ -23,8 +23,9 @@ WIDTHS = {"phone": 375, "desktop": 1024}
 
 async def shoot_widths(page, name: str) -> None:
     for label, width in WIDTHS.items():
-        await page.set_viewport_size({"width": width, "height": 420})
-        await screenshot(page, f"widget-{name}-{label}")
+        await page.set_viewport_size({"width": width, "height": 600})
+        await page.wait_for_timeout(100)
+        await screenshot(page, f"widget-{name}-{label}", around="queue-status")
     await page.set_viewport_size({"width": 1024, "height": 800})
 
 
@@ -181,7 +182,7 @@ async def test_widget_speaks_each_built_in_language(
     assert await widget.text("ahead") == ahead
     assert await widget.text("wait-value") == wait
     if lang == "de":
-        await screenshot(page, "widget-waiting-de")
+        await screenshot(page, "widget-waiting-de", around="queue-status")
 
 
 async def test_host_page_strings_and_language_switch(page, emulator, service):
