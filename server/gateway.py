@@ -553,7 +553,11 @@ class Gateway:
             # A client that goes away is a normal end, not an error.
             if isinstance(result, WebSocketDisconnect | asyncio.CancelledError | OSError):
                 continue
-            if isinstance(result, RuntimeError) and "disconnect" in str(result).lower():
+            # Nor is one the server closed for breaking the protocol (a frame too large,
+            # invalid UTF-8) while the send loop was writing to it.
+            if isinstance(result, RuntimeError) and (
+                "disconnect" in str(result).lower() or "websocket.close" in str(result)
+            ):
                 continue
             if isinstance(result, BaseException):
                 log.error("websocket session failed", exc_info=result)

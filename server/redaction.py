@@ -14,9 +14,16 @@ import logging
 import re
 from collections.abc import Iterable
 
-# Three base64url segments whose header starts `{"` (eyJ): any JWT, signed or not.
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# A JWT is base64url segments whose header starts `{"` (eyJ). Partial ones count too: the
+# websockets library's DEBUG frame log elides the middle of long frames with `...`.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){0,2}(?:\.\.\.[A-Za-z0-9_.-]*)?")
+# Whatever a client sent as its `token`, JWT-shaped or not (a JSON member, maybe escaped).
+_TOKEN_MEMBER = re.compile(r'(token\\?"\s*:\s*\\?")[^"\\]+')
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# The end of an elided frame may be the end of a token (its signature): long base64url runs
+# right after `...` go too.
+_ELIDED_TAIL = re.compile(r"\.\.\.[A-Za-z0-9_-]{12,}")
+_PARTIAL_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F-]{0,27}(?=\.\.\.)")
 TOKEN_MARK = "[token]"  # noqa: S105 (a placeholder, not a password)
 SECRET_MARK = "***"  # noqa: S105
 ID_MARK = "[id]"
@@ -36,8 +43,13 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         text = _JWT.sub(TOKEN_MARK, text)
+        text = _TOKEN_MEMBER.sub(r"\1" + TOKEN_MARK, text)
+        text = _ELIDED_TAIL.sub("..." + TOKEN_MARK, text)
         for secret in self._secrets:
             text = text.replace(secret, SECRET_MARK)
+        if self._contact_ids != "full":
+            # An id cut short by an eliding logger cannot be hashed like the whole one.
+            text = _PARTIAL_UUID.sub(ID_MARK, text)
         if self._contact_ids == "hash":
             text = _UUID.sub(_hashed_id, text)
         elif self._contact_ids == "none":

@@ -144,9 +144,9 @@ def authorize_request(request: Request, scopes: Sequence[TokenScope]) -> Grant |
     """The grant of a request's `Authorization: Bearer` token, or the 401/403 to answer."""
     policy: AccessPolicy = request.app.state.access
     header = request.headers.get("authorization")
+    if policy.allow_anonymous and (header is None or not policy.verifier.enabled):
+        return ANONYMOUS  # with keys, a token that is presented is still checked
     if header is None:
-        if policy.allow_anonymous:
-            return ANONYMOUS
         AUTH_RESULTS.labels("missing").inc()
         return _denied(401, "unauthorized", "send `Authorization: Bearer <token>`")
     scheme, _, token = header.partition(" ")

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,8 +74,13 @@ async def start_service_process(
     redis_url: str | None = None,
     *extra: str,
     env: dict[str, str] | None = None,
+    stderr: Path | None = None,
 ) -> AsyncIterator[ServiceHandle]:
-    """`python -m server serve` against `emulator` (dummy AWS credentials); SIGTERM on exit."""
+    """`python -m server serve` against `emulator` (dummy AWS credentials); SIGTERM on exit.
+
+    Args:
+        stderr: write the service's stderr (its logs) to this file instead of inheriting it.
+    """
     environment = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "test",
@@ -83,6 +89,7 @@ async def start_service_process(
         "QUEUECAST_SECRET": TEST_SECRET,
         **(env or {}),
     }
+    log_file = stderr.open("wb") if stderr is not None else None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -92,6 +99,7 @@ async def start_service_process(
         cwd=REPO_ROOT,
         env=environment,
         stdout=asyncio.subprocess.PIPE,
+        stderr=log_file,
     )
     try:
         info = await asyncio.wait_for(read_ready(proc, READY_PREFIX), START_TIMEOUT)
@@ -102,3 +110,5 @@ async def start_service_process(
             yield ServiceHandle(info["url"], info["ws"], proc, http)
     finally:
         await stop_process(proc)
+        if log_file is not None:
+            log_file.close()
