@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -105,6 +105,8 @@ class ClientSession:
         self.queues: set[str] = set()
         self._watching: set[str] = set()
         self._last_seq: dict[str, int] = {}
+        self._latest: dict[str, ContactEvent] = {}  # to mark stale while the bus is down
+        self._marked_stale: set[str] = set()
         self._finished: set[str] = set()  # contact subscriptions that received `ended`
         self.outbox = Outbox()
         self._wake = asyncio.Event()
@@ -116,9 +118,14 @@ class ClientSession:
     def deliver(self, delivery: Delivery) -> None:
         self.offer(delivery.event, delivery.text)
 
-    def offer(self, event: ContactEvent, text: str) -> None:
+    def offer(self, event: ContactEvent, text: str, *, refresh: bool = False) -> None:
         """Queue an event unless this client has it (or a newer one) already, or may not
-        receive events now (not authenticated, or its token expired)."""
+        receive events now (not authenticated, or its token expired).
+
+        Args:
+            refresh: after an outage, a state with the seq the client has is sent again if
+                the client was shown it as stale meanwhile.
+        """
         if self.grant is None or self._expired:
             return
         if self._expires_at is not None and self._loop.time() >= self._expires_at:
@@ -129,8 +136,11 @@ class ClientSession:
         if not subscribed and event.queue not in self.queues:
             return
         last = self._last_seq.get(contact, 0)
-        if event.seq <= last:
+        if event.seq < last or (
+            event.seq == last and not (refresh and contact in self._marked_stale)
+        ):
             return
+        self._marked_stale.discard(contact)
         if last == 0 and event.type == "update":
             # The first state this client gets of a contact is a snapshot, even when an
             # update overtook the stored state between subscribing and reading it.
@@ -139,6 +149,7 @@ class ClientSession:
         if self.outbox.put_event(event, text):
             metrics.OUTBOX_COALESCED.inc()
         if event.ended:
+            self._latest.pop(contact, None)
             if subscribed:
                 self._finished.add(contact)
                 self._last_seq[contact] = event.seq
@@ -146,7 +157,25 @@ class ClientSession:
                 self._last_seq.pop(contact, None)  # a queue member left; forget it
         else:
             self._last_seq[contact] = event.seq
+            self._latest[contact] = event
         self._wake.set()
+
+    def mark_stale(self) -> None:
+        """The bus is down: show every state this client holds as stale, same seq (the
+        values are unchanged; only `stale` differs), until fresh states come back."""
+        if self.grant is None or self._expired:
+            return
+        for contact, event in self._latest.items():
+            if not event.stale:
+                stale = replace(event, stale=True)
+                self.outbox.put_event(stale, stale.encode().decode())
+                self._marked_stale.add(contact)
+        if self._marked_stale:
+            self._wake.set()
+
+    def known_seqs(self) -> dict[str, int]:
+        """The highest seq this client holds per contact (or asked to resume from)."""
+        return dict(self._last_seq)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -429,6 +458,8 @@ class ClientSession:
         metrics.SUBSCRIPTIONS.dec()
         self.outbox.discard(contact)
         self._finished.discard(contact)
+        self._latest.pop(contact, None)
+        self._marked_stale.discard(contact)
         if contact in self._watching:
             self._watching.discard(contact)
             self._gateway.poller.unwatch(contact)
@@ -485,6 +516,7 @@ class Gateway:
         self._idle = asyncio.Event()
         self._idle.set()
         bus.on_reconnect(self.resync)
+        bus.on_disconnect(self.mark_stale)
 
     async def handle(self, websocket: WebSocket) -> None:
         if self._draining:
@@ -563,20 +595,38 @@ class Gateway:
                 log.error("websocket session failed", exc_info=result)
         del done
 
-    async def resync(self) -> None:
-        """After the bus reconnects, send every session the current state it may have missed."""
-        contacts = {c for s in self.sessions for c in s.contacts}
-        queues = {q for s in self.sessions for q in s.queues}
-        for queue in queues:
-            contacts.update(await self.bus.queue_members(queue))
-        states = await self.bus.read_states(sorted(contacts))
-        self._offer_all(s for s in states if s is not None)
+    def mark_stale(self) -> None:
+        """The bus is down: nothing fresh can arrive, so every client is told it is stale."""
+        for session in tuple(self.sessions):
+            session.mark_stale()
 
-    def _offer_all(self, events: Iterable[ContactEvent]) -> None:
+    async def resync(self) -> None:
+        """After the bus reconnects: first make every seq rise above what clients hold (a
+        store that restarted empty would count from 1 again), then send each session the
+        current state it missed, or the fresh one where it was shown stale."""
+        floors: dict[str, int] = {}
+        for session in tuple(self.sessions):
+            for contact, seq in session.known_seqs().items():
+                floors[contact] = max(floors.get(contact, 0), seq)
+        contacts = set(floors)
+        for queue in {q for s in self.sessions for q in s.queues}:
+            contacts.update(await self.bus.queue_members(queue))
+        ordered = sorted(contacts)
+        fresh = []
+        for contact, stored in zip(ordered, await self.bus.read_states(ordered), strict=True):
+            floor = floors.get(contact, 0)
+            if floor and (stored is None or stored.seq < floor):
+                # Republished above the floor when a state is stored; else the next poll's.
+                await self.bus.raise_floor(contact, floor)
+            elif stored is not None:
+                fresh.append(stored)
+        self._offer_all(fresh, refresh=True)
+
+    def _offer_all(self, events: Iterable[ContactEvent], *, refresh: bool = False) -> None:
         for event in events:
             text = event.encode().decode()
             for session in tuple(self.sessions):
-                session.offer(event, text)
+                session.offer(event, text, refresh=refresh)
 
     async def drain(self) -> None:
         """Close every socket with 1001 and wait (bounded) for them to go. Idempotent."""

@@ -119,6 +119,7 @@ class ContactPoller:
         self._transport_failures = 0
         self._access_denied_logged = -ACCESS_DENIED_LOG_EVERY
         self._closed = False
+        bus.on_reconnect(self._after_outage)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -153,6 +154,15 @@ class ContactPoller:
         return self._task is not None and not self._task.done()
 
     # -- what is wanted --------------------------------------------------------------------
+
+    async def _after_outage(self) -> None:
+        # What was published before may be lost (a store that restarted empty) and subscribers
+        # were shown it as stale: the next fresh poll of each contact publishes again.
+        for state in self.contacts.values():
+            if state.published:
+                state.published_stale = True
+        self._reconcile_soon = True
+        self._wake.set()
 
     def _wanted(self) -> None:
         self._reconcile_soon = True
@@ -332,7 +342,7 @@ class ContactPoller:
             if state is None:
                 self.scheduler.done(contact, self._clock())
                 return
-            if state.queue is None and not state.queue_asked:
+            if (state.queue is None or state.enqueued is None) and not state.queue_asked:
                 await self._describe(state)
             result = await self._connect.get_contact_metrics(state.instance, state.contact)
             await self._handle(state, result)

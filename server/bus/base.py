@@ -108,6 +108,16 @@ class BusBackend(abc.ABC):
         """The stored state of each contact, `None` where none is stored."""
 
     @abc.abstractmethod
+    async def raise_floor(self, contact: str, floor: int) -> int:
+        """Make seq rise above `floor`: what clients already hold, told by the gateways after
+        an outage in which the store may have lost its counters.
+
+        If the counter is below `floor`, it is raised; if a state is stored, it is stored and
+        published again with seq `floor + 1`, so every client gets it. Returns the new seq,
+        or 0 when the counter was already at or above `floor`.
+        """
+
+    @abc.abstractmethod
     async def queue_members(self, queue: str) -> list[str]:
         """Contacts currently waiting in `queue`, as far as the store knows."""
 

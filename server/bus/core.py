@@ -36,6 +36,7 @@ class Listener(Protocol):
 
 
 ReconnectHook = Callable[[], Awaitable[None]]
+DisconnectHook = Callable[[], None]
 
 
 class Bus:
@@ -62,6 +63,7 @@ class Bus:
         self._reader: asyncio.Task[None] | None = None
         self._backoff = Backoff(reconnect_base, reconnect_cap)
         self._reconnect_hooks: list[ReconnectHook] = []
+        self._disconnect_hooks: list[DisconnectHook] = []
         self._connected = False
         self._closed = False
         self.last_error: str | None = None
@@ -106,6 +108,10 @@ class Bus:
     def connected(self) -> bool:
         """Whether the subscriber connection is up and listening."""
         return self._connected and self._reader is not None and not self._reader.done()
+
+    def on_disconnect(self, hook: DisconnectHook) -> None:
+        """Call `hook` (synchronously, in the reader) each time the connection is lost."""
+        self._disconnect_hooks.append(hook)
 
     def on_reconnect(self, hook: ReconnectHook) -> None:
         """Run `hook` after every reconnection, once all channels are subscribed again."""
@@ -204,11 +210,17 @@ class Bus:
                 log.exception("listener failed", extra={"channel": message.channel})
 
     def _mark_down(self, reason: str) -> None:
-        if self._connected:
-            log.warning("bus connection lost", extra={"error": reason})
-        self._connected = False
+        was_connected, self._connected = self._connected, False
         self.last_error = reason
         metrics.BUS_CONNECTED.set(0)
+        if not was_connected:
+            return
+        log.warning("bus connection lost", extra={"error": reason})
+        for hook in self._disconnect_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("disconnect hook failed")
 
     async def _reconnect(self) -> None:
         while True:
@@ -264,6 +276,10 @@ class Bus:
 
     async def queue_members(self, queue: str) -> list[str]:
         return await self.backend.queue_members(queue)
+
+    async def raise_floor(self, contact: str, floor: int) -> int:
+        """Make the contact's next seq exceed `floor` (see `BusBackend.raise_floor`)."""
+        return await self.backend.raise_floor(contact, floor)
 
     async def ping(self) -> None:
         await self.backend.ping()

@@ -12,6 +12,7 @@ from server.bus.base import (
     contact_channel,
     queue_channel,
 )
+from server.events import decode_event
 
 
 class MemoryBackend(BusBackend):
@@ -82,6 +83,23 @@ class MemoryBackend(BusBackend):
                 entry = None
             out.append(None if entry is None else entry[0])
         return out
+
+    async def raise_floor(self, contact: str, floor: int) -> int:
+        if self._seqs.get(contact, 0) >= floor:
+            return 0
+        seq = floor
+        [stored] = await self.read_states([contact])
+        if stored is not None:
+            seq = floor + 1
+            head = stored[: stored.rindex(b":") + 1]
+            data = head + str(seq).encode() + b"}"
+            self._states[contact] = (data, self._states[contact][1])
+            await self.publish(contact_channel(contact), data)
+            queue = decode_event(data).queue
+            if queue is not None:
+                await self.publish(queue_channel(queue), data)
+        self._seqs[contact] = seq
+        return seq
 
     async def queue_members(self, queue: str) -> list[str]:
         return sorted(self._queues.get(queue, ()))

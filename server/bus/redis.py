@@ -48,6 +48,38 @@ end
 return msg
 """
 
+# See BusBackend.raise_floor. The state's seq is its last member, so its head is everything up
+# to `"seq":`.
+_RAISE_FLOOR = """
+local floor = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current >= floor then
+  return 0
+end
+local seq = floor
+local state = redis.call('GET', KEYS[2])
+if state then
+  local head = string.match(state, '^(.*"seq":)%d+}$')
+  if head then
+    seq = floor + 1
+    local msg = head .. seq .. '}'
+    local ttl = redis.call('PTTL', KEYS[2])
+    if ttl > 0 then
+      redis.call('SET', KEYS[2], msg, 'PX', ttl)
+    else
+      redis.call('SET', KEYS[2], msg)
+    end
+    redis.call('PUBLISH', ARGV[2], msg)
+    local queue = string.match(state, '"queue":"([^"]*)"')
+    if queue then
+      redis.call('PUBLISH', 'qc:queue:{' .. queue .. '}:events', msg)
+    end
+  end
+end
+redis.call('SET', KEYS[1], seq, 'PX', ARGV[3])
+return seq
+"""
+
 # A channel nobody publishes on: it keeps the subscriber connection open even when no contact
 # is subscribed, so keep-alive pings can tell a live listener from a deaf one.
 CONTROL_CHANNEL = "qc:control"
@@ -73,6 +105,7 @@ class RedisBackend(BusBackend):
         self._op_timeout = op_timeout
         self._pubsub: Any = None
         self._commit = client.register_script(_COMMIT)
+        self._raise_floor = client.register_script(_RAISE_FLOOR)
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._ping_sent_at: float | None = None
         self._last_ping = 0.0
@@ -205,6 +238,12 @@ class RedisBackend(BusBackend):
         ]
         result: bytes = await self._call(self._commit(keys=keys, args=args))
         return result
+
+    async def raise_floor(self, contact: str, floor: int) -> int:
+        keys = [contact_seq_key(contact), contact_state_key(contact)]
+        args: list[int | str] = [floor, contact_channel(contact), 86_400_000]
+        result: int = await self._call(self._raise_floor(keys=keys, args=args))
+        return int(result)
 
     async def read_states(self, contacts: Sequence[str]) -> list[bytes | None]:
         if not contacts:

@@ -167,6 +167,7 @@ async def test_clean_stop_hands_contacts_over_at_once(emulator, redis_server):
                 await client.subscribe(contact)
             for _ in contacts:
                 await client.next()
+
             # The first replica has no socket at all; its share comes from the global interest.
             async def both_poll():
                 tracked = [(await s.status())["tracked"] for s in services]
@@ -181,3 +182,55 @@ async def test_clean_stop_hands_contacts_over_at_once(emulator, redis_server):
 
             # Handed over at the survivor's next reconcile, well within one lease TTL.
             await wait_for(survivor_has_all, LEASE_TTL)
+
+
+async def test_redis_restarting_empty_loses_nothing_that_matters(emulator, redis_server):
+    """Redis is killed mid-run and comes back empty: subscribers are shown `stale` meanwhile,
+    get a fresh state within 5 s of its return, seq never goes back, no process crashes."""
+    contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(6)]
+    extra = ("--rps", "100", "--burst", "20", "--poll-interval", "0.5")
+    async with replicas(emulator, redis_server.url, 2, *extra) as services:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
+            for client in clients:
+                for contact in contacts:
+                    await client.subscribe(contact)
+            for client in clients:
+                for _ in contacts:
+                    assert (await client.next())["type"] == "snapshot"
+
+            await redis_server.kill()
+            for client in clients:
+                stale = {}
+                while len(stale) < len(contacts):
+                    message = await client.next(timeout=10)
+                    if message.get("stale"):
+                        stale[message["contact"]] = message
+            await emulator.connect(contacts[0])  # the queue moves during the outage
+            await asyncio.sleep(1.0)
+
+            await redis_server.start()  # same port, no data
+            back = asyncio.get_running_loop().time()
+            for client in clients:
+                fresh: dict[str, dict] = {}
+                async with asyncio.timeout(5.0):
+                    while len(fresh) < len(contacts):
+                        message = await client.next()
+                        if not message.get("stale"):
+                            fresh[message["contact"]] = message
+                assert fresh[contacts[0]]["type"] == "ended"
+                assert fresh[contacts[1]]["position"] == 1
+            assert asyncio.get_running_loop().time() - back <= 5.0
+            for client in clients:
+                by_contact: dict[str, list[int]] = {}
+                for message in client.seen:
+                    if "seq" in message:
+                        by_contact.setdefault(message["contact"], []).append(message["seq"])
+                for seqs in by_contact.values():
+                    assert seqs == sorted(seqs), "a client saw seq go back"
+            # Still streaming after the outage, on every replica.
+            await emulator.connect(contacts[1])
+            for client in clients:
+                moved = await client.next_matching(lambda m: m["contact"] == contacts[2])
+                assert moved["position"] == 1
+            assert all(s.proc.returncode is None for s in services)
