@@ -467,7 +467,10 @@ export class QueueStatusElement extends HTMLElement {
     if (message.type === "error") { this._onError(message); return; }
     if (!["snapshot", "update", "ended"].includes(message.type)) return;
     if (message.contact !== this.getAttribute("contact")) return;
-    if (!(message.seq > this._s.seq)) return; // never show an older state after a newer one
+    // Never show an older state after a newer one. The same seq comes again only when the
+    // server marks the state stale (it cannot reach its bus) or fresh again: same values.
+    if (message.seq < this._s.seq) return;
+    if (message.seq === this._s.seq && (message.type === "ended" || message.stale === this._s.stale)) return;
     this._apply(message);
   }
 

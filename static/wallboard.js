@@ -69,7 +69,8 @@ class Queue {
 
   apply(event) {
     const known = this.contacts.get(event.contact);
-    if (known && event.seq <= known.seq) return false;
+    // The same seq again only flips `stale` (the server lost, or regained, its bus).
+    if (known && (event.seq < known.seq || (event.seq === known.seq && event.stale === known.stale))) return false;
     if (event.seq <= (this.endedSeq.get(event.contact) || 0)) return false;
     if (this.seenSinceSync) this.seenSinceSync.add(event.contact);
     if (event.type === "ended" || event.queue !== this.id) {
