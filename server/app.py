@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 
 from server import http_api, queues
 from server.bus import Bus, BusBackend, MemoryBackend
-from server.bus.redis import RedisBackend
+from server.bus.redis import RedisBackend, RedisClient, cluster_client, is_cluster_url
 from server.connect import ConnectClient
 from server.coordination import RedisCoordinator
 from server.gateway import Gateway, GatewayConfig
@@ -41,15 +41,30 @@ log = logging.getLogger("queuecast")
 PACKAGED_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-def redis_client(url: str, timeout: float = 3.0) -> aioredis.Redis:
-    """A client whose failures surface at once: the bus owns the one retry policy."""
-    return aioredis.from_url(
+REDIS_POOL_SIZE = 64
+
+
+def redis_client(url: str, timeout: float = 3.0) -> RedisClient:
+    """A client whose failures surface at once: the bus owns the one retry policy.
+
+    The pool blocks (up to `timeout`) when all its connections are busy: redis-py's default
+    pool raises MaxConnectionsError at once, so a burst of 5,000 subscribes (a reconnect storm)
+    answered most clients `unavailable` (docs/benchmarks.md).
+
+    A `redis+cluster://host:port,...` URL gives a Redis Cluster client (`cluster_client`).
+    """
+    if is_cluster_url(url):
+        return cluster_client(url, timeout)
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=timeout,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def poller_config(settings: Settings) -> PollerConfig:
@@ -68,7 +83,7 @@ def poller_config(settings: Settings) -> PollerConfig:
     )
 
 
-def coordinator_for(settings: Settings, client: aioredis.Redis, bus: Bus) -> RedisCoordinator:
+def coordinator_for(settings: Settings, client: RedisClient, bus: Bus) -> RedisCoordinator:
     """Replicas on one Redis poll as one: leases, global interest, one account budget."""
     return RedisCoordinator(
         client,

@@ -18,7 +18,13 @@ from server.handshake import with_handshake_timeout
 from server.logs import configure_logging
 from server.runtime import Runtime
 from server.security import ANONYMOUS_WARNING, check_serve_settings
-from server.serving import DrainingServer, bind_socket, print_ready, serve_until_stopped
+from server.serving import (
+    DrainingServer,
+    bind_socket,
+    print_ready,
+    serve_until_stopped,
+    tune_gc_for_many_sockets,
+)
 from server.settings import Settings
 from server.token_cli import add_token_parser
 
@@ -50,6 +56,7 @@ async def serve(settings: Settings) -> None:
     """Run the service until SIGTERM/SIGINT; prints `queuecast-serve ready {json}`."""
     app = create_app(settings)
     sock = bind_socket(settings.host, settings.port)
+    tune_gc_for_many_sockets()
 
     async def drain() -> None:
         runtime: Runtime | None = getattr(app.state, "runtime", None)

@@ -1,0 +1,1 @@
+"""Benchmarks: bounded in time, loopback only; each runs with one documented command."""

@@ -1,0 +1,1 @@
+"""Servers the benchmarks compare queuecast with."""
