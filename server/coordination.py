@@ -15,6 +15,10 @@ budget is the `PollScheduler`'s own token bucket.
   who is alive can still never both hold one contact (docs/architecture.md).
 - Budget: a token bucket with AIMD inside Redis (one Lua script), shared by every replica, one
   for GetContactMetrics and one for DescribeContact.
+
+On a Redis Cluster every script and transaction touches one key (or one contact's keys, which
+share a hash tag); what spans slots (reading leases, reading every replica's interest) is a
+plain read, split per slot, whose result is only a hint that the per-key operations check.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from server.bus import Bus, BusUnavailable
+from server.bus.redis import RedisClient
 from server.events import ContactEvent
 
 BudgetName = Literal["metrics", "describe"]
@@ -225,7 +231,7 @@ class RedisCoordinator(Coordinator):
     """Leases, global interest and a shared budget in Redis (see the module docstring).
 
     Args:
-        client: the injected `redis.asyncio.Redis`.
+        client: the injected `redis.asyncio.Redis` or `RedisCluster`.
         bus: for reading stored states of contacts this replica takes over.
         budgets: configured (requests/s, burst) per budget name.
         lease_ttl: seconds a lease lives unless renewed; a dead replica's contacts move
@@ -238,7 +244,7 @@ class RedisCoordinator(Coordinator):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         bus: Bus,
         *,
         budgets: Mapping[BudgetName, tuple[float, int]],
@@ -249,6 +255,7 @@ class RedisCoordinator(Coordinator):
     ) -> None:
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self._client = client
+        self._cluster = isinstance(client, RedisCluster)
         self._bus = bus
         self._budgets = dict(budgets)
         self._ttl_ms = int(lease_ttl * 1000)
@@ -274,13 +281,21 @@ class RedisCoordinator(Coordinator):
 
     async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
         mine = interest_key(self.replica_id)
+        # This replica's interest is replaced atomically (MULTI on its one key), so no reader
+        # sees it half written.
         interest = self._client.pipeline(transaction=True)
         interest.delete(mine)
         if local:
             interest.hset(mine, mapping={c: w.encode() for c, w in local.items()})
             interest.pexpire(mine, self._ttl_ms)
-        interest.hgetall(EXPLICIT_KEY)
-        *_, explicit_raw = await self._call(interest.execute())
+        if self._cluster:
+            # Another slot: not in the same transaction. Reading it just after is as good,
+            # since nothing ties the explicit tracks to this replica's interest.
+            await self._call(interest.execute())
+            explicit_raw = await self._call(self._client.hgetall(EXPLICIT_KEY))
+        else:
+            interest.hgetall(EXPLICIT_KEY)
+            *_, explicit_raw = await self._call(interest.execute())
         # A replica whose heartbeat is older than one lease TTL is dead: by then its leases
         # have lapsed too, and its share is for the living to take.
         live_raw = await self._call(
@@ -318,12 +333,12 @@ class RedisCoordinator(Coordinator):
         pipe = self._client.pipeline(transaction=False)
         for contact in held:
             if contact in wanted:
-                await self._renew_script(
-                    keys=[lease_key(contact)], args=[self.replica_id, self._ttl_ms], client=pipe
+                await self._queue_script(
+                    pipe, self._renew_script, lease_key(contact), self.replica_id, self._ttl_ms
                 )
             else:
-                await self._release_script(
-                    keys=[lease_key(contact)], args=[self.replica_id], client=pipe
+                await self._queue_script(
+                    pipe, self._release_script, lease_key(contact), self.replica_id
                 )
         results = await self._call(pipe.execute())
         for contact, kept in zip(held, results, strict=True):
@@ -340,7 +355,12 @@ class RedisCoordinator(Coordinator):
         )
         if not candidates:
             return
-        holders = await self._call(self._client.mget([lease_key(c) for c in candidates]))
+        keys = [lease_key(c) for c in candidates]
+        if isinstance(self._client, RedisCluster):
+            # A hint only (SET NX below decides), so one MGET per slot is as good.
+            holders = await self._call(self._client.mget_nonatomic(keys))
+        else:
+            holders = await self._call(self._client.mget(keys))
         free = [c for c, holder in zip(candidates, holders, strict=True) if holder is None][:room]
         if not free:
             return
@@ -363,6 +383,19 @@ class RedisCoordinator(Coordinator):
             last_polled = float(last) / 1000 if last is not None else None
             assignment.start[contact] = Start(wanted[contact], stored, last_polled)
 
+    async def _queue_script(
+        self, pipe: Any, script: AsyncScript, key: str, *args: str | int
+    ) -> None:
+        """Add a one-key script to a non-transactional pipeline.
+
+        A cluster pipeline refuses EVALSHA (it cannot load a script missing on a node), so
+        there the script's text goes with each call: these scripts are a few hundred bytes.
+        """
+        if self._cluster:
+            pipe.eval(script.script, 1, key, *args)
+        else:
+            await script(keys=[key], args=list(args), client=pipe)
+
     async def set_explicit(self, contact: str, wanted: Wanted | None) -> None:
         if wanted is None:
             await self._call(self._client.hdel(EXPLICIT_KEY, contact))
@@ -376,7 +409,7 @@ class RedisCoordinator(Coordinator):
         self._leases.discard(contact)
         pipe = self._client.pipeline(transaction=False)
         pipe.hdel(EXPLICIT_KEY, contact)
-        await self._release_script(keys=[lease_key(contact)], args=[self.replica_id], client=pipe)
+        await self._queue_script(pipe, self._release_script, lease_key(contact), self.replica_id)
         await self._call(pipe.execute())
 
     async def close(self) -> None:
@@ -388,8 +421,8 @@ class RedisCoordinator(Coordinator):
         pipe.zrem(REPLICAS_KEY, self.replica_id)
         pipe.delete(interest_key(self.replica_id))
         for contact in self._leases:
-            await self._release_script(
-                keys=[lease_key(contact)], args=[self.replica_id], client=pipe
+            await self._queue_script(
+                pipe, self._release_script, lease_key(contact), self.replica_id
             )
         self._leases.clear()
         await self._call(pipe.execute())

@@ -1,14 +1,26 @@
-"""The Redis backend: redis.asyncio, one subscriber connection per process, Lua for commits."""
+"""The Redis backend: redis.asyncio, Lua for commits; a single node or a Redis Cluster.
+
+On a single node the process has one subscriber connection (SUBSCRIBE/PUBLISH). On a cluster
+(`redis+cluster://` URLs, see `cluster_client`) it has one per primary and uses sharded pub/sub
+(SSUBSCRIBE/SPUBLISH): a contact's channel lives in its keys' slot, so the commit script may
+publish on it, and a shard channel's message only travels to the nodes serving its slot.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from server.bus.base import (
@@ -36,16 +48,28 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 local msg = ARGV[1] .. seq .. '}'
 redis.call('SET', KEYS[2], msg, 'PX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], msg)
+redis.call(ARGV[9], ARGV[3], msg)
 if KEYS[3] then
   if ARGV[5] == '1' then
     redis.call('SREM', KEYS[3], ARGV[7])
   else
     redis.call('SADD', KEYS[3], ARGV[7])
   end
-  redis.call('PUBLISH', ARGV[4], msg)
+  redis.call(ARGV[9], ARGV[4], msg)
 end
 return msg
+"""
+
+# On a cluster the queue's key and channel live in the queue's slot, not the contact's, so this
+# runs as a second step after _COMMIT (see RedisBackend.commit for why that is safe).
+_QUEUE_COMMIT = """
+if ARGV[1] == '1' then
+  redis.call('SREM', KEYS[1], ARGV[2])
+else
+  redis.call('SADD', KEYS[1], ARGV[2])
+end
+redis.call('SPUBLISH', ARGV[3], ARGV[4])
+return 1
 """
 
 # See BusBackend.raise_floor. The state's seq is its last member, so its head is everything up
@@ -54,61 +78,138 @@ _RAISE_FLOOR = """
 local floor = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current >= floor then
-  return 0
+  return {0, ''}
 end
 local seq = floor
+local msg = nil
 local state = redis.call('GET', KEYS[2])
 if state then
   local head = string.match(state, '^(.*"seq":)%d+}$')
   if head then
     seq = floor + 1
-    local msg = head .. seq .. '}'
+    msg = head .. seq .. '}'
     local ttl = redis.call('PTTL', KEYS[2])
     if ttl > 0 then
       redis.call('SET', KEYS[2], msg, 'PX', ttl)
     else
       redis.call('SET', KEYS[2], msg)
     end
-    redis.call('PUBLISH', ARGV[2], msg)
+    redis.call(ARGV[4], ARGV[2], msg)
     local queue = string.match(state, '"queue":"([^"]*)"')
-    if queue then
-      redis.call('PUBLISH', 'qc:queue:{' .. queue .. '}:events', msg)
+    if queue and ARGV[5] == '1' then
+      redis.call(ARGV[4], 'qc:queue:{' .. queue .. '}:events', msg)
     end
   end
 end
 redis.call('SET', KEYS[1], seq, 'PX', ARGV[3])
-return seq
+return {seq, msg or ''}
 """
 
 # A channel nobody publishes on: it keeps the subscriber connection open even when no contact
-# is subscribed, so keep-alive pings can tell a live listener from a deaf one.
+# is subscribed, so keep-alive pings can tell a live listener from a deaf one. On a cluster each
+# primary's connection has its own, a shard channel in one of that primary's slots.
 CONTROL_CHANNEL = "qc:control"
 
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
+# The queue a stored state belongs to, found as _RAISE_FLOOR finds it.
+_QUEUE_IN_STATE = re.compile(rb'"queue":"([^"]*)"')
+
+RedisClient = aioredis.Redis | RedisCluster
+
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def cluster_client(url: str, timeout: float = 3.0) -> RedisCluster:
+    """A cluster client for `redis+cluster://[user:password@]host:port[,host:port...]`.
+
+    Every listed node is a startup node (one that answers is enough); `rediss+cluster://`
+    uses TLS. Like the single-node client its failures surface at once: the bus owns retries.
+
+    Raises:
+        ValueError: not a cluster URL, no node, a database other than 0, or a query string.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"not a Redis Cluster URL: {parts.scheme}://")
+    if parts.path not in ("", "/", "/0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    if parts.query:
+        raise ValueError("Redis Cluster URLs take no query parameters")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = []
+    for address in filter(None, hosts.split(",")):
+        host, colon, port = address.rpartition(":")
+        if not colon or host.endswith("]") or not port.isdigit():
+            host, port = address, "6379"
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if not nodes:
+        raise ValueError("a Redis Cluster URL needs at least one host:port")
+    return RedisCluster(
+        startup_nodes=nodes,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        ssl=CLUSTER_SCHEMES[parts.scheme],
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+@dataclass(slots=True, eq=False)
+class _Listener:
+    """One subscriber connection: the only one on a single node, one per primary on a cluster."""
+
+    pubsub: Any
+    control: str
+    pool: aioredis.ConnectionPool | None = None  # ours to close (cluster only)
+    ping_sent_at: float | None = None
+    last_ping: float = 0.0
+    reading: asyncio.Task[Any] | None = None  # a get_message in flight (cluster only)
+
 
 class RedisBackend(BusBackend):
-    """Bus backend on a `redis.asyncio.Redis` client, which the caller owns and passes in.
+    """Bus backend on a `redis.asyncio` client, which the caller owns and passes in.
 
     Args:
-        client: the injected client (its pool serves commits and reads).
-        ping_interval: seconds between keep-alive PINGs on the subscriber connection; a PING
-            unanswered for twice that long means the listener is deaf.
+        client: the injected client (its pool serves commits and reads): a `Redis`, or a
+            `RedisCluster` for sharded pub/sub and slot-aware commands.
+        ping_interval: seconds between keep-alive PINGs on each subscriber connection; a
+            PING unanswered for twice that long means the listener is deaf.
         op_timeout: seconds any single command may take.
     """
 
     def __init__(
-        self, client: aioredis.Redis, *, ping_interval: float = 5.0, op_timeout: float = 3.0
+        self, client: RedisClient, *, ping_interval: float = 5.0, op_timeout: float = 3.0
     ) -> None:
         self._client = client
+        self.cluster = isinstance(client, RedisCluster)
         self._ping_interval = ping_interval
         self._op_timeout = op_timeout
-        self._pubsub: Any = None
+        self._listeners: dict[str, _Listener] = {}  # by node name ("" on a single node)
         self._commit = client.register_script(_COMMIT)
+        self._queue_commit = client.register_script(_QUEUE_COMMIT)
         self._raise_floor = client.register_script(_RAISE_FLOOR)
         self._confirmations: dict[str, asyncio.Future[None]] = {}
-        self._ping_sent_at: float | None = None
-        self._last_ping = 0.0
+        if self.cluster:
+            self._publish_command = "SPUBLISH"
+            self._subscribed_type, self._message_type = "ssubscribe", "smessage"
+        else:
+            self._publish_command = "PUBLISH"
+            self._subscribed_type, self._message_type = "subscribe", "message"
+
+    @property
+    def _pubsub(self) -> Any:
+        """The subscriber connection of a single node (None when not connected)."""
+        listener = self._listeners.get("")
+        return None if listener is None else listener.pubsub
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -121,47 +222,118 @@ class RedisBackend(BusBackend):
         await self.resubscribe(())
 
     async def disconnect(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
+        listeners = list(self._listeners.values())
+        self._listeners = {}
         for future in self._confirmations.values():
             future.cancel()
         self._confirmations.clear()
-        if pubsub is not None:
+        reads = [listener.reading for listener in listeners if listener.reading is not None]
+        for task in reads:
+            task.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
+        for listener in listeners:
             # The connection is being thrown away either way.
             with contextlib.suppress(*_ERRORS):
-                await asyncio.wait_for(pubsub.aclose(), self._op_timeout)
+                await asyncio.wait_for(listener.pubsub.aclose(), self._op_timeout)
+            if listener.pool is not None:
+                with contextlib.suppress(*_ERRORS):
+                    await asyncio.wait_for(listener.pool.disconnect(), self._op_timeout)
 
     async def resubscribe(self, channels: Sequence[str]) -> None:
         await self.disconnect()
-        self._pubsub = self._client.pubsub()
-        self._ping_sent_at = None
-        self._last_ping = time.monotonic()
-        # Pooled connections opened before an outage are dead; drop them rather than fail
-        # the first command on each.
-        with contextlib.suppress(*_ERRORS):
-            await self._client.connection_pool.disconnect()
+        if isinstance(self._client, RedisCluster):
+            self._listeners = await self._cluster_listeners(self._client)
+        else:
+            self._listeners = {"": _Listener(self._client.pubsub(), CONTROL_CHANNEL)}
+            # Pooled connections opened before an outage are dead; drop them rather than
+            # fail the first command on each.
+            with contextlib.suppress(*_ERRORS):
+                await self._client.connection_pool.disconnect()
+        now = time.monotonic()
+        for listener in self._listeners.values():
+            listener.last_ping = now
         # The confirmations are read by `next_published`, which is not running while we
         # reconnect, so here we wait for them directly.
-        wanted = [CONTROL_CHANNEL, *channels]
-        await self._call(self._pubsub.subscribe(*wanted))
-        pending = set(wanted)
+        wanted: dict[str, list[str]] = {
+            name: [listener.control] for name, listener in self._listeners.items()
+        }
+        for channel in channels:
+            wanted[self._listener_name(channel)].append(channel)
         deadline = time.monotonic() + self._op_timeout
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BusUnavailable(f"redis: {len(pending)} subscriptions not confirmed")
-            message = await self._call(self._pubsub.get_message(timeout=left))
-            if message is not None and message["type"] == "subscribe":
-                pending.discard(_text(message["channel"]))
+        for name, listener in self._listeners.items():
+            if self.cluster:
+                # One SSUBSCRIBE per channel: a shard subscription spans one slot only.
+                for channel in wanted[name]:
+                    await self._call(listener.pubsub.ssubscribe(channel))
+            else:
+                await self._call(listener.pubsub.subscribe(*wanted[name]))
+            pending = set(wanted[name])
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BusUnavailable(f"redis: {len(pending)} subscriptions not confirmed")
+                message = await self._call(listener.pubsub.get_message(timeout=left))
+                if message is not None and message["type"] == self._subscribed_type:
+                    pending.discard(_text(message["channel"]))
+
+    async def _cluster_listeners(self, cluster: RedisCluster) -> dict[str, _Listener]:
+        """One subscriber connection per primary, on the slot map as it is now."""
+        await self._call(cluster.initialize())
+        # Re-read the slot map (a no-op's cost when nothing moved) and drop pooled
+        # connections opened before an outage.
+        await self._call(cluster.nodes_manager.initialize())
+        for node in cluster.get_nodes():
+            with contextlib.suppress(*_ERRORS):
+                await node.disconnect()
+        primaries = {node.name: node for node in cluster.get_primaries()}
+        controls: dict[str, str] = {}
+        for i in range(100_000):
+            if len(controls) == len(primaries):
+                break
+            channel = f"qc:control:{{{i}}}"
+            owner = cluster.get_node_from_key(channel)
+            if owner is not None:
+                controls.setdefault(owner.name, channel)
+        listeners: dict[str, _Listener] = {}
+        for name, node in primaries.items():
+            pool = aioredis.ConnectionPool(
+                connection_class=node.connection_class, max_connections=1, **node.connection_kwargs
+            )
+            pubsub = aioredis.Redis(connection_pool=pool).pubsub()
+            listeners[name] = _Listener(pubsub, controls[name], pool)
+        return listeners
+
+    def _listener_name(self, channel: str) -> str:
+        if not isinstance(self._client, RedisCluster):
+            return ""
+        try:
+            node = self._client.get_node_from_key(channel)
+        except RedisError as exc:
+            raise BusUnavailable(f"redis: no node serves {channel}: {exc}") from exc
+        if node is None:
+            raise BusUnavailable(f"redis: no node serves {channel}")
+        return node.name
+
+    def _listener_for(self, channel: str) -> _Listener:
+        listener = self._listeners.get(self._listener_name(channel))
+        if listener is None:
+            # A primary appeared after we connected (resharding, failover): not followed.
+            raise BusUnavailable(f"redis: not connected to the node serving {channel}")
+        return listener
 
     async def subscribe(self, channel: str) -> None:
-        if self._pubsub is None:
+        if not self._listeners:
             raise BusUnavailable("redis: not connected")
         future = self._confirmations.get(channel)
         if future is None:
+            pubsub = self._listener_for(channel).pubsub
             future = asyncio.get_running_loop().create_future()
             self._confirmations[channel] = future
             try:
-                await self._call(self._pubsub.subscribe(channel))
+                if self.cluster:
+                    await self._call(pubsub.ssubscribe(channel))
+                else:
+                    await self._call(pubsub.subscribe(channel))
             except BusUnavailable:
                 # No confirmation is coming for a SUBSCRIBE that failed: do not leave one
                 # behind for the next subscribe of this channel to wait on.
@@ -178,39 +350,75 @@ class RedisBackend(BusBackend):
                 del self._confirmations[channel]
 
     async def unsubscribe(self, channel: str) -> None:
-        if self._pubsub is not None:
-            await self._call(self._pubsub.unsubscribe(channel))
+        if not self._listeners:
+            return
+        pubsub = self._listener_for(channel).pubsub
+        if self.cluster:
+            await self._call(pubsub.sunsubscribe(channel))
+        else:
+            await self._call(pubsub.unsubscribe(channel))
 
     async def publish(self, channel: str, data: bytes) -> None:
-        await self._call(self._client.publish(channel, data))
+        if isinstance(self._client, RedisCluster):
+            await self._call(self._client.spublish(channel, data))
+        else:
+            await self._call(self._client.publish(channel, data))
 
     async def next_published(self) -> Message:
-        pubsub = self._pubsub
-        if pubsub is None:
+        listeners = list(self._listeners.values())
+        if not listeners:
             raise BusUnavailable("redis: not connected")
+        timeout = min(1.0, self._ping_interval)
         while True:
             now = time.monotonic()
-            if self._ping_sent_at is not None:
-                if now - self._ping_sent_at > 2 * self._ping_interval:
-                    raise BusUnavailable("redis: subscriber connection stopped answering PING")
-            elif now - self._last_ping >= self._ping_interval:
-                self._ping_sent_at = self._last_ping = now
-                await self._call(pubsub.ping())
+            for listener in listeners:
+                if listener.ping_sent_at is not None:
+                    if now - listener.ping_sent_at > 2 * self._ping_interval:
+                        raise BusUnavailable("redis: subscriber connection stopped answering PING")
+                elif now - listener.last_ping >= self._ping_interval:
+                    listener.ping_sent_at = listener.last_ping = now
+                    await self._call(listener.pubsub.ping())
             try:
-                message = await pubsub.get_message(timeout=min(1.0, self._ping_interval))
+                if len(listeners) == 1:
+                    listener = listeners[0]
+                    message = await listener.pubsub.get_message(timeout=timeout)
+                else:
+                    listener, message = await self._next_of_many(listeners, timeout)
             except _ERRORS as exc:
                 raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
             if message is None:
                 continue
             kind = message["type"]
-            if kind == "message":
+            if kind == self._message_type:
                 return Message(_text(message["channel"]), message["data"])
             if kind == "pong":
-                self._ping_sent_at = None
-            elif kind == "subscribe":
+                listener.ping_sent_at = None
+            elif kind == self._subscribed_type:
                 future = self._confirmations.get(_text(message["channel"]))
                 if future is not None and not future.done():
                     future.set_result(None)
+
+    async def _next_of_many(
+        self, listeners: Sequence[_Listener], wait: float
+    ) -> tuple[_Listener, Any]:
+        """Wait on every connection at once; take one result, leave the others in flight.
+
+        A read is never cancelled mid-message (that would desynchronise the connection): it
+        stays in `listener.reading` until a later call takes it, or `disconnect` ends it.
+        """
+        for listener in listeners:
+            if listener.reading is None:
+                listener.reading = asyncio.create_task(
+                    listener.pubsub.get_message(timeout=wait), name="bus-shard-read"
+                )
+        reads = [listener.reading for listener in listeners if listener.reading is not None]
+        await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
+        for listener in listeners:
+            task = listener.reading
+            if task is not None and task.done():
+                listener.reading = None
+                return listener, task.result()
+        raise AssertionError("asyncio.wait returned with no read done")
 
     async def commit(
         self,
@@ -223,8 +431,10 @@ class RedisBackend(BusBackend):
         floor: int = 0,
     ) -> bytes:
         keys = [contact_seq_key(contact), contact_state_key(contact)]
-        if queue is not None:
-            keys.append(queue_members_key(queue))
+        # On a cluster the queue's part is a second step, in the queue's own slot.
+        together = queue is not None and not self.cluster
+        if together:
+            keys.append(queue_members_key(queue))  # type: ignore[arg-type]
         ttl_ms = max(1, int(ttl * 1000))
         args: list[bytes | str | int] = [
             head,
@@ -235,21 +445,48 @@ class RedisBackend(BusBackend):
             ttl_ms * 2 + 86_400_000,
             contact,
             floor,
+            self._publish_command,
         ]
         result: bytes = await self._call(self._commit(keys=keys, args=args))
+        if queue is not None and not together:
+            # Safe apart: the contact's state, seq and channel (what a contact's subscribers
+            # and the seq rules depend on) changed atomically above. If this step fails the
+            # caller sees BusUnavailable and commits again (a higher seq, the same state),
+            # which repeats it; SADD/SREM are idempotent, and a queue subscriber that gets a
+            # contact's events out of order keeps the highest seq (the gateway's seq check).
+            await self._call(
+                self._queue_commit(
+                    keys=[queue_members_key(queue)],
+                    args=["1" if ended else "0", contact, queue_channel(queue), result],
+                )
+            )
         return result
 
     async def raise_floor(self, contact: str, floor: int) -> int:
         keys = [contact_seq_key(contact), contact_state_key(contact)]
-        args: list[int | str] = [floor, contact_channel(contact), 86_400_000]
-        result: int = await self._call(self._raise_floor(keys=keys, args=args))
-        return int(result)
+        args: list[int | str] = [
+            floor,
+            contact_channel(contact),
+            86_400_000,
+            self._publish_command,
+            "0" if self.cluster else "1",
+        ]
+        seq, msg = await self._call(self._raise_floor(keys=keys, args=args))
+        if self.cluster and msg and (match := _QUEUE_IN_STATE.search(msg)):
+            queue = match.group(1).decode()
+            await self.publish(queue_channel(queue), msg)
+        return int(seq)
 
     async def read_states(self, contacts: Sequence[str]) -> list[bytes | None]:
         if not contacts:
             return []
         keys = [contact_state_key(contact) for contact in contacts]
-        result: list[bytes | None] = await self._call(self._client.mget(keys))
+        result: list[bytes | None]
+        if isinstance(self._client, RedisCluster):
+            # One MGET per slot: the states of different contacts live in different slots.
+            result = await self._call(self._client.mget_nonatomic(keys))
+        else:
+            result = await self._call(self._client.mget(keys))
         return result
 
     async def queue_members(self, queue: str) -> list[str]:
@@ -257,6 +494,7 @@ class RedisBackend(BusBackend):
         return sorted(_text(member) for member in members)
 
     async def ping(self) -> None:
+        # On a cluster, every node must answer.
         await self._call(self._client.ping())
 
 

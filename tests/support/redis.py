@@ -28,13 +28,52 @@ def free_port() -> int:
     return port
 
 
-def redis_server_binary() -> str:
-    path = shutil.which("redis-server")
+def redis_binary(name: str = "redis-server") -> str:
+    """The path of redis-server (or redis-cli); missing is an error, never a skip."""
+    path = shutil.which(name)
     if path is None:
         raise RuntimeError(
-            "redis-server is not installed; the README's test command (scripts/test) installs it"
+            f"{name} is not installed; the README's test command (scripts/test) installs it"
         )
     return path
+
+
+async def start_redis_server(workdir: Path, port: int, *extra: str) -> asyncio.subprocess.Process:
+    """redis-server on 127.0.0.1:`port`, no persistence, its log in `workdir`."""
+    return await asyncio.create_subprocess_exec(
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        str(workdir / f"redis-{port}.log"),
+        *extra,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def wait_until_answers(port: int, procs: list[asyncio.subprocess.Process]) -> None:
+    """PING 127.0.0.1:`port` until it answers; fail as soon as one of `procs` has exited."""
+    client = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    try:
+        while True:
+            for proc in procs:
+                if proc.returncode is not None:
+                    raise RuntimeError(f"redis-server exited with {proc.returncode}")
+            with contextlib.suppress(OSError, aioredis.ConnectionError):
+                if await client.ping():
+                    return
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
 
 
 class RedisServer:
@@ -50,35 +89,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            redis_server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-            "--logfile",
-            str(self.workdir / f"redis-{self.port}.log"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        client = aioredis.from_url(self.url, socket_connect_timeout=0.5)
-        try:
-            async with asyncio.timeout(START_TIMEOUT):
-                while True:
-                    if self.proc.returncode is not None:
-                        raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-                    with contextlib.suppress(OSError, aioredis.ConnectionError):
-                        if await client.ping():
-                            return
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
+        self.proc = await start_redis_server(self.workdir, self.port)
+        async with asyncio.timeout(START_TIMEOUT):
+            await wait_until_answers(self.port, [self.proc])
 
     async def kill(self) -> None:
         """SIGKILL: the outage a crash or a network cut looks like."""
@@ -107,3 +120,93 @@ async def running_redis(workdir: Path) -> AsyncIterator[RedisServer]:
         yield server
     finally:
         await server.stop()
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of `masters` redis-server processes on free loopback ports (never
+    6379), no replicas and no persistence, created with `redis-cli --cluster create`."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        self.workdir = workdir
+        self.ports = [free_port() for _ in range(masters)]
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    @property
+    def url(self) -> str:
+        """The service's cluster URL: every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def node_client(self, port: int | None = None) -> aioredis.Redis:
+        """A plain client on one node (the first by default), for CLUSTER commands."""
+        return aioredis.from_url(f"redis://127.0.0.1:{port or self.ports[0]}/0")
+
+    async def start(self) -> None:
+        for port in self.ports:
+            self.procs.append(
+                await start_redis_server(
+                    self.workdir,
+                    port,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(self.workdir / f"nodes-{port}.conf"),
+                )
+            )
+        async with asyncio.timeout(START_TIMEOUT):
+            for port in self.ports:
+                await wait_until_answers(port, self.procs)
+            create = await asyncio.create_subprocess_exec(
+                redis_binary("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await create.communicate()
+            if create.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {output.decode()}")
+            for port in self.ports:
+                await self._wait_cluster_ok(port)
+
+    async def _wait_cluster_ok(self, port: int) -> None:
+        # Every node must agree, not only the one asked: a client may start on any of them.
+        client = self.node_client(port)
+        try:
+            while (await client.execute_command("CLUSTER INFO")).get("cluster_state") != "ok":
+                await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+
+    async def keyslot(self, key: str) -> int:
+        client = self.node_client()
+        try:
+            return int(await client.execute_command("CLUSTER", "KEYSLOT", key))
+        finally:
+            await client.aclose()
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_redis_cluster(
+    workdir: Path, masters: int = 3
+) -> AsyncIterator[RedisClusterNodes]:
+    cluster = RedisClusterNodes(workdir, masters)
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()
