@@ -146,7 +146,7 @@ def cluster_client(url: str, timeout: float = 3.0) -> RedisCluster:
     nodes = []
     for address in filter(None, hosts.split(",")):
         host, colon, port = address.rpartition(":")
-        if not colon or host.endswith("]") or not port.isdigit():
+        if not colon or address.endswith("]") or not port.isdigit():
             host, port = address, "6379"
         nodes.append(ClusterNode(host.strip("[]"), int(port)))
     if not nodes:

@@ -1,14 +1,15 @@
 """One harness per bus backend, so the contract tests are written once.
 
-`bus_harness` is parametrized over the in-process backend and the Redis backend on a real
-redis-server (started per test on a free port by `tests.support.redis`, never 6379).
+`bus_harness` is parametrized over the in-process backend, the Redis backend on a real
+redis-server (started per test on a free port by `tests.support.redis`, never 6379), and the
+Redis backend on a real 3-master Redis Cluster (one per session, emptied before each test).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from server.bus.base import contact_state_key
 from server.bus.redis import RedisBackend
 from server.events import encode_head
 from tests.support import TIMEOUT_SCALE
-from tests.support.redis import RedisServer, running_redis
+from tests.support.redis import RedisClusterNodes, RedisServer, running_redis
 
 WAIT = 5.0 * TIMEOUT_SCALE  # the longest any single expectation may take
 PING_INTERVAL = 0.2  # the Redis listener's keep-alive; deafness shows within 2x this
@@ -101,14 +102,15 @@ class BusHarness:
 class RedisHarness(BusHarness):
     kind = "redis"
 
-    def __init__(self, server: RedisServer) -> None:
+    def __init__(self, server: RedisServer | None, url: str | None = None) -> None:
         super().__init__()
         self.server = server
-        self.clients: list[aioredis.Redis] = []
-        self.admin = redis_client(server.url)
+        self.url = url or server.url
+        self.clients: list = []
+        self.admin = redis_client(self.url)
 
     def make_backend(self) -> BusBackend:
-        client = redis_client(self.server.url, timeout=1.0)
+        client = redis_client(self.url, timeout=1.0)
         self.clients.append(client)
         backend = RedisBackend(client, ping_interval=PING_INTERVAL, op_timeout=1.0)
         self.backends.append(backend)
@@ -121,30 +123,125 @@ class RedisHarness(BusHarness):
     async def store_raw_state(self, backend: BusBackend, contact: str, data: bytes) -> None:
         await self.admin.set(contact_state_key(contact), data)
 
+    async def kill_listeners(self, channel: str) -> int:
+        """Close the subscriber connection that carries `channel`; returns how many died."""
+        return int(await self.admin.client_kill_filter(_type="pubsub"))
+
+    async def pause(self, ms: int, channel: str) -> None:
+        """Make Redis stop answering for `ms` while sockets stay open (CLIENT PAUSE); on a
+        cluster, a node that does not serve `channel`, so that its silence alone shows."""
+        await self.admin.execute_command("CLIENT", "PAUSE", ms, "ALL")
+
     async def close(self) -> None:
         for client in [*self.clients, self.admin]:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
 
+class RedisClusterHarness(RedisHarness):
+    """The Redis backend on a cluster: sharded pub/sub, one subscriber connection per primary."""
+
+    kind = "redis-cluster"
+
+    def __init__(self, cluster: RedisClusterNodes) -> None:
+        super().__init__(None, cluster.url)
+        self.cluster = cluster
+
+    def make_backend(self) -> BusBackend:
+        backend = super().make_backend()
+        assert isinstance(backend, RedisBackend) and backend.cluster
+        return backend
+
+    async def port_of(self, channel: str) -> int:
+        """The port of the primary that serves `channel`'s slot."""
+        await self.admin.initialize()
+        return int(self.admin.get_node_from_key(channel).port)
+
+    @contextlib.asynccontextmanager
+    async def node(self, port: int) -> AsyncIterator[aioredis.Redis]:
+        client = self.cluster.node_client(port)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    async def backend_subscribers(self, backend: BusBackend, channel: str) -> int:
+        async with self.node(await self.port_of(channel)) as node:
+            (_, count) = await node.execute_command("PUBSUB", "SHARDNUMSUB", channel)
+        return int(count)
+
+    async def kill_listeners(self, channel: str) -> int:
+        async with self.node(await self.port_of(channel)) as node:
+            return int(await node.client_kill_filter(_type="pubsub"))
+
+    async def pause(self, ms: int, channel: str) -> None:
+        serving = await self.port_of(channel)
+        other = next(port for port in self.cluster.ports if port != serving)
+        async with self.node(other) as node:
+            await node.execute_command("CLIENT", "PAUSE", ms, "ALL")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes(tmp_path_factory) -> Iterator[RedisClusterNodes]:
+    """One cluster for the session: creating one takes about two seconds."""
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.asynccontextmanager
+async def cluster_harness_on(cluster: RedisClusterNodes) -> AsyncIterator[RedisClusterHarness]:
+    cluster.flush()
+    harness = RedisClusterHarness(cluster)
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+@pytest.fixture
+async def cluster_harness(redis_cluster_nodes) -> AsyncIterator[RedisClusterHarness]:
+    async with cluster_harness_on(redis_cluster_nodes) as harness:
+        yield harness
+
+
+@contextlib.asynccontextmanager
+async def harness_of(kind: str, request, tmp_path: Path) -> AsyncIterator[BusHarness]:
+    if kind == "memory":
+        yield BusHarness()
+    elif kind == "redis-cluster":
+        # The session's cluster is started only when a test asks for it.
+        async with cluster_harness_on(request.getfixturevalue("redis_cluster_nodes")) as harness:
+            yield harness
+    else:
+        async with running_redis(tmp_path) as server:
+            harness = RedisHarness(server)
+            try:
+                yield harness
+            finally:
+                await harness.close()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
+async def bus_harness(request, tmp_path: Path) -> AsyncIterator[BusHarness]:
+    async with harness_of(request.param, request, tmp_path) as harness:
+        yield harness
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def listener_harness(request, tmp_path: Path) -> AsyncIterator[BusHarness]:
+    """For what both Redis modes must survive alike (killed or deaf listening connections)."""
+    async with harness_of(request.param, request, tmp_path) as harness:
+        yield harness
+
+
 @pytest.fixture
 async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     async with running_redis(tmp_path) as server:
         yield server
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def bus_harness(request, tmp_path: Path) -> AsyncIterator[BusHarness]:
-    if request.param == "memory":
-        harness: BusHarness = BusHarness()
-        yield harness
-        return
-    async with running_redis(tmp_path) as server:
-        harness = RedisHarness(server)
-        try:
-            yield harness
-        finally:
-            await harness.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A real redis-server for tests, on a free loopback port (never 6379), killable and restartable.
+"""A real redis-server for tests, on a free loopback port (never 6379), killable and restartable;
+and a real 3-master Redis Cluster (`running_redis_cluster`, `RedisClusterNodes`).
 
 There is no skip when redis-server is missing: the README's test command installs it, and a
 missing part must fail the run rather than silently shrink it.
@@ -10,9 +11,12 @@ import asyncio
 import contextlib
 import shutil
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import redis
 import redis.asyncio as aioredis
 
 from tests.support import TIMEOUT_SCALE
@@ -38,9 +42,9 @@ def redis_binary(name: str = "redis-server") -> str:
     return path
 
 
-async def start_redis_server(workdir: Path, port: int, *extra: str) -> asyncio.subprocess.Process:
+def redis_server_args(workdir: Path, port: int, *extra: str) -> list[str]:
     """redis-server on 127.0.0.1:`port`, no persistence, its log in `workdir`."""
-    return await asyncio.create_subprocess_exec(
+    return [
         redis_binary(),
         "--port",
         str(port),
@@ -55,6 +59,12 @@ async def start_redis_server(workdir: Path, port: int, *extra: str) -> asyncio.s
         "--logfile",
         str(workdir / f"redis-{port}.log"),
         *extra,
+    ]
+
+
+async def start_redis_server(workdir: Path, port: int, *extra: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *redis_server_args(workdir, port, *extra),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -124,12 +134,17 @@ async def running_redis(workdir: Path) -> AsyncIterator[RedisServer]:
 
 class RedisClusterNodes:
     """A Redis Cluster of `masters` redis-server processes on free loopback ports (never
-    6379), no replicas and no persistence, created with `redis-cli --cluster create`."""
+    6379), no replicas and no persistence, created with `redis-cli --cluster create`.
+
+    Plain (blocking) processes rather than asyncio ones, so that one cluster can serve a whole
+    session (`redis-cli --cluster create` alone takes about two seconds): tests then reset it
+    with `flush`.
+    """
 
     def __init__(self, workdir: Path, masters: int = 3) -> None:
         self.workdir = workdir
         self.ports = [free_port() for _ in range(masters)]
-        self.procs: list[asyncio.subprocess.Process] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -137,25 +152,31 @@ class RedisClusterNodes:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def node_client(self, port: int | None = None) -> aioredis.Redis:
-        """A plain client on one node (the first by default), for CLUSTER commands."""
+        """An asyncio client on one node (the first by default), for CLUSTER commands."""
         return aioredis.from_url(f"redis://127.0.0.1:{port or self.ports[0]}/0")
 
-    async def start(self) -> None:
+    def start(self) -> None:
+        """Start the nodes and create the cluster; blocks until every node says it is ok."""
         for port in self.ports:
-            self.procs.append(
-                await start_redis_server(
-                    self.workdir,
-                    port,
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    str(self.workdir / f"nodes-{port}.conf"),
-                )
+            args = redis_server_args(
+                self.workdir,
+                port,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.workdir / f"nodes-{port}.conf"),
+                # Its own free port: the default, port + 10000, may be taken or above 65535.
+                "--cluster-port",
+                str(free_port()),
             )
-        async with asyncio.timeout(START_TIMEOUT):
-            for port in self.ports:
-                await wait_until_answers(port, self.procs)
-            create = await asyncio.create_subprocess_exec(
+            self.procs.append(
+                subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        for port in self.ports:
+            self._wait(port, deadline, lambda node: node.ping())
+        created = subprocess.run(
+            [
                 redis_binary("redis-cli"),
                 "--cluster",
                 "create",
@@ -163,50 +184,66 @@ class RedisClusterNodes:
                 "--cluster-replicas",
                 "0",
                 "--cluster-yes",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            output, _ = await create.communicate()
-            if create.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed: {output.decode()}")
-            for port in self.ports:
-                await self._wait_cluster_ok(port)
-
-    async def _wait_cluster_ok(self, port: int) -> None:
+            ],
+            capture_output=True,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout.decode()}")
         # Every node must agree, not only the one asked: a client may start on any of them.
-        client = self.node_client(port)
-        try:
-            while (await client.execute_command("CLUSTER INFO")).get("cluster_state") != "ok":
-                await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
+        for port in self.ports:
+            self._wait(
+                port,
+                deadline,
+                lambda node: node.execute_command("CLUSTER INFO").get("cluster_state") == "ok",
+            )
 
-    async def keyslot(self, key: str) -> int:
-        client = self.node_client()
-        try:
-            return int(await client.execute_command("CLUSTER", "KEYSLOT", key))
-        finally:
-            await client.aclose()
+    def _wait(self, port: int, deadline: float, ready: Callable[[redis.Redis], bool]) -> None:
+        with redis.Redis(port=port, socket_connect_timeout=0.5) as node:
+            while True:
+                for proc in self.procs:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"redis-server exited with {proc.returncode}")
+                with contextlib.suppress(OSError, redis.ConnectionError):
+                    if ready(node):
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node {port} not ready")
+                time.sleep(0.05)
 
-    async def stop(self) -> None:
+    def keyslot(self, key: str) -> int:
+        """The slot the cluster itself computes for `key` (CLUSTER KEYSLOT)."""
+        with redis.Redis(port=self.ports[0]) as node:
+            return int(node.execute_command("CLUSTER", "KEYSLOT", key))
+
+    def flush(self) -> None:
+        """Empty every node and drop its loaded scripts: each test starts from nothing."""
+        for port in self.ports:
+            with redis.Redis(port=port) as node:
+                node.flushall()
+                node.script_flush()
+
+    def stop(self) -> None:
         for proc in self.procs:
-            if proc.returncode is None:
+            if proc.poll() is None:
                 proc.terminate()
         for proc in self.procs:
             try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                await proc.wait()
+                proc.wait()
 
 
 @contextlib.asynccontextmanager
 async def running_redis_cluster(
     workdir: Path, masters: int = 3
 ) -> AsyncIterator[RedisClusterNodes]:
+    """A fresh cluster for one test; started in a thread so the test's loop keeps running."""
     cluster = RedisClusterNodes(workdir, masters)
     try:
-        await cluster.start()
+        await asyncio.to_thread(cluster.start)
         yield cluster
     finally:
-        await cluster.stop()
+        await asyncio.to_thread(cluster.stop)
