@@ -122,7 +122,8 @@ class Settings:
     port: int = _option(8000, "TCP port to listen on (0 picks a free one).", _port)
     redis_url: str | None = _option(
         None,
-        "Redis URL (redis://host:port/db). Unset: an in-process bus, single process only.",
+        "Redis URL (redis://host:port/db), or redis+cluster://host:port[,host:port...] for a "
+        "Redis Cluster. Unset: an in-process bus, single process only.",
         _optional_str,
         secret=True,  # it may carry a password (redis://:password@host)
     )
