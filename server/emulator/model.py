@@ -253,8 +253,11 @@ class QueueModel:
         heapq.heappush(self._heap, (at, next(self._seq), kind, key, epoch))
 
     def _schedule_arrival(self, queue: Queue) -> None:
-        if queue.arrivals_per_minute > 0:
-            gap = self.rng.expovariate(queue.arrivals_per_minute / 60.0)
+        per_second = queue.arrivals_per_minute / 60.0
+        # A positive rate so small that it underflows per second means no arrivals (found by
+        # hypothesis: 5e-324 per minute).
+        if per_second > 0:
+            gap = self.rng.expovariate(per_second)
             self._push(self.now + gap, "arrival", queue.queue_id, queue.arrival_epoch)
 
     def _service_time(self, spec: QueueSpec) -> float:
