@@ -13,7 +13,6 @@ import enum
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 import aioboto3
@@ -30,6 +29,7 @@ from botocore.exceptions import (
 )
 
 from server import metrics
+from server._lifecycle import AsyncCloseable
 
 POSITION_IN_QUEUE = "POSITION_IN_QUEUE"
 ESTIMATED_WAIT_TIME = "ESTIMATED_WAIT_TIME"
@@ -125,7 +125,7 @@ def classify_error(exc: BaseException) -> tuple[Outcome, str]:
     raise exc
 
 
-class ConnectClient:
+class ConnectClient(AsyncCloseable):
     """Async context manager owning one aioboto3 `connect` client.
 
     Args:
@@ -169,14 +169,6 @@ class ConnectClient:
             )
         )
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the HTTP pool. Idempotent."""

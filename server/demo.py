@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server import tokens
+from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.app import create_app
 from server.emulator import Emulator, EmulatorConfig, QueueSpec, create_emulator_app
 from server.emulator.model import UnknownQueueError
@@ -227,7 +228,7 @@ async def _track(service: Starlette, settings: Settings, contact: str, instance:
         log.warning("tracking failed", extra={"contact": contact, "status": response.status_code})
 
 
-class ContactFeeder:
+class ContactFeeder(AsyncCloseable):
     """Tracks every contact the emulator enqueues, so the wallboard shows whole queues."""
 
     def __init__(self, emulator: Emulator, service: Starlette, settings: Settings) -> None:
@@ -241,13 +242,9 @@ class ContactFeeder:
         self._task = asyncio.create_task(self._run(), name="demo-feeder")
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            (result,) = await asyncio.gather(task, return_exceptions=True)
-            if isinstance(result, Exception):
-                raise result
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -14,10 +14,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from server import metrics
+from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.bus import Bus, BusUnavailable
 from server.connect import ConnectClient, MetricsResult, Outcome
 from server.contact_state import ContactState, Observation, change_for, is_stale
@@ -72,7 +72,7 @@ class _Ending:
     committing: bool = False
 
 
-class ContactPoller:
+class ContactPoller(AsyncCloseable):
     """Async context manager owning the polling task and every poll it starts.
 
     Args:
@@ -127,23 +127,12 @@ class ContactPoller:
         self._task = asyncio.create_task(self._run(), name="poller")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
         """Stop polling (polls in flight are cancelled and awaited), then hand the contacts
         over to other replicas. Idempotent."""
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         try:
             await self.coordinator.close()
         except BusUnavailable as exc:

@@ -12,10 +12,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Protocol
 
 from server import metrics
+from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.backoff import Backoff
 from server.bus.base import BusBackend, BusUnavailable, Message
 from server.events import ContactEvent, EventDecodeError, decode_event
@@ -39,7 +39,7 @@ ReconnectHook = Callable[[], Awaitable[None]]
 DisconnectHook = Callable[[], None]
 
 
-class Bus:
+class Bus(AsyncCloseable):
     """Async context manager over a `BusBackend`.
 
     Args:
@@ -82,24 +82,13 @@ class Bus:
         self._reader = asyncio.create_task(self._read_loop(), name="bus-reader")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
         """Stop the reader and close the backend. Idempotent."""
         if self._closed:
             return
         self._closed = True
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await cancel_and_wait(reader)
         self._connected = False
         metrics.BUS_CONNECTED.set(0)
         await self.backend.disconnect()

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.emulator.config import EmulatorConfig
 from server.emulator.control import control_routes
 from server.emulator.events import ContactEventPoster
@@ -141,7 +142,7 @@ class ConnectApi:
         return contact
 
 
-class ModelTicker:
+class ModelTicker(AsyncCloseable):
     """Owns the task that advances the model on a tick, so events flow while nobody asks."""
 
     def __init__(self, emulator: Emulator, tick_s: float) -> None:
@@ -152,13 +153,9 @@ class ModelTicker:
         self._task = asyncio.create_task(self._run(), name="emulator-model-ticker")
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            (result,) = await asyncio.gather(task, return_exceptions=True)
-            if isinstance(result, Exception):
-                raise result
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.emulator.model import ModelEvent
 from server.events import utc_iso
 from server.ids import contact_arn, instance_arn, queue_arn
@@ -60,7 +60,7 @@ def contact_event(event: ModelEvent, region: str, account: str) -> dict[str, Any
     }
 
 
-class ContactEventPoster:
+class ContactEventPoster(AsyncCloseable):
     """Async context manager that POSTs offered events, in order, from one owned task."""
 
     def __init__(
@@ -82,14 +82,6 @@ class ContactEventPoster:
         self._task = asyncio.create_task(self._run(), name="emulator-contact-events")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     def offer(self, event: ModelEvent) -> None:
         """Queue an event without waiting; the envelope is built now, from the contact as it is."""
         body = contact_event(event, self.region, self.account)
@@ -104,10 +96,7 @@ class ContactEventPoster:
         if task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), drain_s)
-            task.cancel()
-            results = await asyncio.gather(task, return_exceptions=True)
-            if results and isinstance(results[0], Exception):
-                raise results[0]
+        await cancel_and_wait(task)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
