@@ -27,12 +27,10 @@ from server.events import (
     REASON_LEFT_QUEUE,
     REASON_NOT_FOUND,
     ContactEvent,
-    EventType,
-    encode_head,
-    seq_of,
     utc_iso,
 )
 from server.interest import InterestBook
+from server.publisher import ContactPublisher
 from server.ratelimit import TokenBucket
 from server.scheduler import PollScheduler
 
@@ -63,13 +61,6 @@ class PollerConfig:
     state_ttl: float = 3600.0
     linger: float = 10.0
     max_in_flight: int = 8
-
-
-@dataclass(slots=True)
-class _Ending:
-    state: ContactState
-    reason: str
-    committing: bool = False
 
 
 class ContactPoller(AsyncCloseable):
@@ -108,7 +99,13 @@ class ContactPoller(AsyncCloseable):
         self._describe_bucket = TokenBucket(config.describe_rps, config.describe_burst, now)
         self.interest = InterestBook(config.linger)
         self.contacts: dict[str, ContactState] = {}  # the contacts this process polls
-        self._endings: dict[str, _Ending] = {}
+        self._publisher = ContactPublisher(
+            bus,
+            state_ttl=config.state_ttl,
+            tombstone_ttl=config.tombstone_ttl,
+            wall=wall,
+            on_ended=self._ended,
+        )
         self._wake = asyncio.Event()
         self._reconcile_soon = True
         self._task: asyncio.Task[None] | None = None
@@ -165,7 +162,7 @@ class ContactPoller(AsyncCloseable):
         Args:
             stored: the state the store holds now; a tombstone means the contact has ended.
         """
-        if self._closed or (stored is not None and stored.ended) or contact in self._endings:
+        if self._closed or (stored is not None and stored.ended) or self._publisher.ending(contact):
             return False
         self.interest.watch(contact, instance, queue)
         self._wanted()
@@ -183,7 +180,7 @@ class ContactPoller(AsyncCloseable):
         Raises:
             BusUnavailable: the shared tracking state could not be written.
         """
-        if self._closed or (stored is not None and stored.ended) or contact in self._endings:
+        if self._closed or (stored is not None and stored.ended) or self._publisher.ending(contact):
             return False
         await self.coordinator.set_explicit(contact, Wanted(instance, queue))
         self.interest.track(contact, instance, queue)
@@ -197,7 +194,7 @@ class ContactPoller(AsyncCloseable):
         self._wanted()
 
     def _start(self, contact: str, start: Start) -> None:
-        if contact in self.contacts or contact in self._endings:
+        if contact in self.contacts or self._publisher.ending(contact):
             return
         state = ContactState.resume(
             start.wanted.instance, contact, start.wanted.queue, start.stored
@@ -316,9 +313,9 @@ class ContactPoller(AsyncCloseable):
         for state in list(self.contacts.values()):
             if is_stale(state, now, stale_after):
                 state.published_stale = True  # set now so that one sweep publishes it once
-                polls.create_task(self._publish_stale(state), name="publish-stale")
-        for ending in list(self._endings.values()):
-            polls.create_task(self._commit_end(ending), name="commit-end")
+                polls.create_task(self._publisher.publish_stale(state), name="publish-stale")
+        for pending in self._publisher.pending_ends():
+            polls.create_task(self._publisher.commit_end(pending), name="commit-end")
         if self.interest.expire_due(now):
             self._reconcile_soon = True
         metrics.TRACKED.set(len(self.contacts))
@@ -383,16 +380,14 @@ class ContactPoller(AsyncCloseable):
             seen = Observation(result.position, result.ewt)
             kind = change_for(state, seen, self.config.ewt_threshold)
             if kind is not None:
-                await self._publish(state, kind, seen.position, seen.ewt, stale=False)
+                await self._publisher.publish(state, kind, seen.position, seen.ewt, stale=False)
             self.scheduler.done(contact, self._clock())
         elif outcome in _ENDING:
             self._clear_access_denied()
             self._stop(contact)
             self.scheduler.done(contact, now)
             self.interest.forget(contact)
-            ending = _Ending(state, _ENDING[outcome])
-            self._endings[contact] = ending
-            await self._commit_end(ending)
+            await self._publisher.end(state, _ENDING[outcome])
         elif outcome is Outcome.THROTTLED:
             if self.coordinator.shared_budget:
                 with contextlib.suppress(BusUnavailable):
@@ -413,90 +408,9 @@ class ContactPoller(AsyncCloseable):
             )
             self.scheduler.done(contact, now, retry_in=delay)
 
-    # -- publishing ------------------------------------------------------------------------
-
-    async def _publish(
-        self,
-        state: ContactState,
-        kind: EventType,
-        position: int | None,
-        ewt: int | None,
-        *,
-        stale: bool,
-    ) -> bool:
-        head = encode_head(
-            kind,
-            instance=state.instance,
-            contact=state.contact,
-            queue=state.queue,
-            position=position,
-            ewt=ewt,
-            at=utc_iso(state.last_fresh_wall or self._wall()),
-            stale=stale,
-            reason=None,
-            enqueued=state.enqueued,
-        )
-        try:
-            data = await self._bus.commit(
-                state.contact,
-                state.queue,
-                head,
-                ttl=self.config.state_ttl,
-                ended=False,
-                floor=state.seq,
-            )
-        except BusUnavailable as exc:
-            # Not recorded as published, so the next poll's diff publishes it again.
-            log.warning("could not publish, will retry", extra={"error": str(exc)})
-            return False
-        state.seq = seq_of(data)
-        state.published = True
-        state.published_position, state.published_ewt = position, ewt
-        state.published_stale = stale
-        return True
-
-    async def _publish_stale(self, state: ContactState) -> None:
-        ok = await self._publish(
-            state, "update", state.published_position, state.published_ewt, stale=True
-        )
-        if not ok:
-            state.published_stale = False  # try again on the next sweep
-
-    async def _commit_end(self, ending: _Ending) -> None:
-        state = ending.state
-        if ending.committing or self._endings.get(state.contact) is not ending:
-            return  # committed already, or being committed by another task
-        ending.committing = True
-        head = encode_head(
-            "ended",
-            instance=state.instance,
-            contact=state.contact,
-            queue=state.queue,
-            position=None,
-            ewt=None,
-            at=utc_iso(self._wall()),
-            stale=False,
-            reason=ending.reason,
-            enqueued=state.enqueued,
-        )
-        try:
-            await self._bus.commit(
-                state.contact,
-                state.queue,
-                head,
-                ttl=self.config.tombstone_ttl,
-                ended=True,
-                floor=state.seq,
-            )
-        except BusUnavailable as exc:
-            log.warning("could not publish an end, will retry", extra={"error": str(exc)})
-            ending.committing = False
-            return
-        if self._endings.get(state.contact) is ending:
-            del self._endings[state.contact]
-        log.info("contact ended", extra={"reason": ending.reason})
+    async def _ended(self, contact: str) -> None:
         with contextlib.suppress(BusUnavailable):
-            await self.coordinator.ended(state.contact)
+            await self.coordinator.ended(contact)
 
     # -- readiness -------------------------------------------------------------------------
 

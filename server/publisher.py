@@ -1,0 +1,147 @@
+"""ContactPublisher: turns what the poller learnt into committed events.
+
+Each commit carries the contact's last known seq as a floor, so seq keeps rising even when the
+store lost its counters. A commit that fails (the bus is down) is not recorded as published:
+the next poll's diff publishes again, and an end stays pending until it is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from server.bus import Bus, BusUnavailable
+from server.contact_state import ContactState
+from server.events import EventType, encode_head, seq_of, utc_iso
+
+log = logging.getLogger("queuecast.poller")
+
+
+@dataclass(slots=True)
+class PendingEnd:
+    state: ContactState
+    reason: str
+    committing: bool = False
+
+
+class ContactPublisher:
+    """Commits states, stale marks and ends of contacts to the bus.
+
+    Args:
+        bus: where events are committed.
+        state_ttl: seconds a state is kept after its last change.
+        tombstone_ttl: seconds an `ended` state is kept.
+        wall: wall clock, for the `at` of events.
+        on_ended: awaited once an end is committed (e.g. release the contact's lease).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        state_ttl: float,
+        tombstone_ttl: float,
+        wall: Callable[[], float],
+        on_ended: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._bus = bus
+        self._state_ttl = state_ttl
+        self._tombstone_ttl = tombstone_ttl
+        self._wall = wall
+        self._on_ended = on_ended
+        self._ends: dict[str, PendingEnd] = {}
+
+    def ending(self, contact: str) -> bool:
+        """Whether an end of `contact` is waiting to be committed."""
+        return contact in self._ends
+
+    def pending_ends(self) -> list[PendingEnd]:
+        return [end for end in self._ends.values() if not end.committing]
+
+    async def publish(
+        self,
+        state: ContactState,
+        kind: EventType,
+        position: int | None,
+        ewt: int | None,
+        *,
+        stale: bool,
+    ) -> bool:
+        """Commit a state; on success record it as the contact's last published one."""
+        head = encode_head(
+            kind,
+            instance=state.instance,
+            contact=state.contact,
+            queue=state.queue,
+            position=position,
+            ewt=ewt,
+            at=utc_iso(state.last_fresh_wall or self._wall()),
+            stale=stale,
+            reason=None,
+            enqueued=state.enqueued,
+        )
+        try:
+            data = await self._bus.commit(
+                state.contact,
+                state.queue,
+                head,
+                ttl=self._state_ttl,
+                ended=False,
+                floor=state.seq,
+            )
+        except BusUnavailable as exc:
+            log.warning("could not publish, will retry", extra={"error": str(exc)})
+            return False
+        state.seq = seq_of(data)
+        state.published = True
+        state.published_position, state.published_ewt = position, ewt
+        state.published_stale = stale
+        return True
+
+    async def publish_stale(self, state: ContactState) -> None:
+        """Tell subscribers the last published values are no longer confirmed."""
+        ok = await self.publish(
+            state, "update", state.published_position, state.published_ewt, stale=True
+        )
+        if not ok:
+            state.published_stale = False  # so that the next sweep tries again
+
+    async def end(self, state: ContactState, reason: str) -> None:
+        """The contact left its queue: commit its `ended` event (kept pending until it is)."""
+        pending = self._ends.setdefault(state.contact, PendingEnd(state, reason))
+        await self.commit_end(pending)
+
+    async def commit_end(self, pending: PendingEnd) -> None:
+        state = pending.state
+        if pending.committing or self._ends.get(state.contact) is not pending:
+            return  # committed already, or being committed by another task
+        pending.committing = True
+        head = encode_head(
+            "ended",
+            instance=state.instance,
+            contact=state.contact,
+            queue=state.queue,
+            position=None,
+            ewt=None,
+            at=utc_iso(self._wall()),
+            stale=False,
+            reason=pending.reason,
+            enqueued=state.enqueued,
+        )
+        try:
+            await self._bus.commit(
+                state.contact,
+                state.queue,
+                head,
+                ttl=self._tombstone_ttl,
+                ended=True,
+                floor=state.seq,
+            )
+        except BusUnavailable as exc:
+            log.warning("could not publish an end, will retry", extra={"error": str(exc)})
+            pending.committing = False
+            return
+        del self._ends[state.contact]
+        log.info("contact ended", extra={"reason": pending.reason})
+        await self._on_ended(state.contact)
