@@ -374,22 +374,37 @@ function createRow(event) {
 }
 
 function fillRow(row, event, flash) {
+  // Events are replaced, never mutated: the same object means nothing shown has changed (the
+  // time in queue is `tick`'s). Rewriting all rows on every event made the browser lay out the
+  // whole table for each one (docs/benchmarks.md, "Wallboard rendering").
+  if (row.shownEvent === event) return;
+  row.shownEvent = event;
   const [position, , ewt, inQueue, since] = row.children;
   const previous = row.dataset.position;
   row.dataset.position = String(event.position ?? "");
   row.dataset.ewt = String(event.ewt ?? "");
   row.dataset.enqueued = event.enqueued || "";
   row.classList.toggle("stale", Boolean(event.stale));
-  position.textContent = event.position ?? "–";
-  ewt.textContent = duration(event.ewt);
-  inQueue.textContent = event.enqueued ? duration((now() - Date.parse(event.enqueued)) / 1000) : "–";
-  since.textContent = event.enqueued ? timeFormat.format(new Date(event.enqueued)) : "–";
+  setText(position, String(event.position ?? "–"));
+  setText(ewt, duration(event.ewt));
+  setText(inQueue, event.enqueued ? duration((now() - Date.parse(event.enqueued)) / 1000) : "–");
+  setText(since, event.enqueued ? timeFormat.format(new Date(event.enqueued)) : "–");
   if (flash && !reducedMotion.matches) {
-    row.classList.remove("changed");
-    void row.offsetWidth; // restart the animation
-    row.classList.add("changed");
+    if (row.classList.contains("changed")) {
+      // Restart the flash from the next frame: forcing a layout here (offsetWidth) would lay out
+      // the whole table synchronously, once per changed row.
+      row.classList.remove("changed");
+      requestAnimationFrame(() => row.classList.add("changed"));
+    } else {
+      row.classList.add("changed");
+    }
     if (previous && Number(previous) > (event.position ?? 0)) row.dataset.moved = "up";
   }
+}
+
+/** Set a text only when it differs: an unchanged write still invalidates layout. */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
 }
 
 function renderStats(queue, sorted = queue.sorted()) {
@@ -437,7 +452,7 @@ function tick() {
     if (!queue.panel) continue;
     for (const row of queue.rows.values()) {
       const enqueued = row.dataset.enqueued;
-      if (enqueued) row.children[3].textContent = duration((current - Date.parse(enqueued)) / 1000);
+      if (enqueued) setText(row.children[3], duration((current - Date.parse(enqueued)) / 1000));
     }
     renderStats(queue);
   }
