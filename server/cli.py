@@ -27,6 +27,7 @@ from server.serving import (
 )
 from server.settings import Settings
 from server.token_cli import add_token_parser
+from server.wsframes import FramingProtocol
 
 log = logging.getLogger("queuecast")
 
@@ -37,7 +38,8 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         http=with_handshake_timeout(settings.handshake_timeout),
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol, plus writing a shared frame to many sockets.
+        ws=FramingProtocol,
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,

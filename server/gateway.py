@@ -1,9 +1,11 @@
 """The WebSocket gateway at `/ws`: one `ClientSession` per socket, two loops racing.
 
 A session is a bus `Listener`: the bus hands it each event's shared text, and the session
-only queues it in its bounded outbox. Per socket there are exactly two tasks (receive and
-send), none per subscription; its deadlines (authenticate, token expiry, re-authenticate) are
-loop timers, not tasks.
+writes the event's shared frame straight to the socket when nothing is waiting, or else
+queues it in its bounded outbox for the send loop. Per socket there is exactly one task
+besides the connection's own (the receive loop; the send loop runs in the connection's task),
+none per subscription; its deadlines (authenticate, token expiry, re-authenticate) are loop
+timers, not tasks.
 
 Access: a socket authenticates with its first message (`{"op":"auth","token":...}`) or the
 `bearer.<token>` subprotocol, and from then on may subscribe only to what its token's `Grant`
@@ -24,6 +26,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server import metrics
+from server._waitable import Flag
 from server.bus import Bus, BusUnavailable, Delivery, contact_channel, queue_channel
 from server.events import ContactEvent
 from server.limits import Admission, MessageRate, SocketsPerAddress
@@ -41,6 +44,7 @@ from server.protocol import (
 )
 from server.security import AUTH_RESULTS, LIMIT_HITS, AccessPolicy
 from server.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier
+from server.wsframes import FRAME_WRITER, FrameWriter, text_frame
 
 log = logging.getLogger("queuecast.gateway")
 
@@ -109,22 +113,36 @@ class ClientSession:
         self._marked_stale: set[str] = set()
         self._finished: set[str] = set()  # contact subscriptions that received `ended`
         self.outbox = Outbox()
-        self._wake = asyncio.Event()
+        # Set while the send loop holds a frame it took from the outbox (a frame written
+        # directly meanwhile would overtake it), and while a request is being handled (its
+        # answers, e.g. a pong after a subscribe, go first among what is pending).
+        self._sending = False
+        self._handling = False
+        extensions = websocket.scope.get("extensions") or {}
+        self._writer: FrameWriter | None = extensions.get(FRAME_WRITER)
+        self._wake = Flag()
+        self._receiving = True  # False once the receive loop has ended
         self.close_code: int | None = None
         self.close_reason = ""
 
     # -- bus listener ----------------------------------------------------------------------
 
     def deliver(self, delivery: Delivery) -> None:
-        self.offer(delivery.event, delivery.text)
+        self.offer(delivery.event, delivery.text, direct=True)
 
-    def offer(self, event: ContactEvent, text: str, *, refresh: bool = False) -> None:
+    def offer(
+        self, event: ContactEvent, text: str, *, refresh: bool = False, direct: bool = False
+    ) -> None:
         """Queue an event unless this client has it (or a newer one) already, or may not
         receive events now (not authenticated, or its token expired).
 
         Args:
             refresh: after an outage, a state with the seq the client has is sent again if
                 the client was shown it as stale meanwhile.
+            direct: a bus delivery, which may be written to the socket at once when nothing
+                is waiting in the outbox and no request is being handled. Answers to a
+                request (snapshots after a subscribe) go through the outbox, so that control
+                frames (a pong, an error) still go first among what is pending.
         """
         if self.grant is None or self._expired:
             return
@@ -146,9 +164,24 @@ class ClientSession:
             # update overtook the stored state between subscribing and reading it.
             event = event.as_type("snapshot")
             text = event.encode().decode()
-        if self.outbox.put_event(event, text):
-            metrics.OUTBOX_COALESCED.inc()
-        if event.ended:
+        writer = self._writer
+        if (
+            direct
+            and writer is not None
+            and not self._sending
+            and not self._handling
+            and not self.outbox
+            and writer.write_frame(self._gateway.frame_of(text))
+        ):
+            # Nothing is waiting and the socket takes it now: no task step, no re-framing.
+            self._gateway.count_written()
+            queued = False
+        else:
+            if self.outbox.put_event(event, text):
+                metrics.OUTBOX_COALESCED.inc()
+            queued = True
+        ended = event.type == "ended"
+        if ended:
             self._latest.pop(contact, None)
             if subscribed:
                 self._finished.add(contact)
@@ -158,7 +191,8 @@ class ClientSession:
         else:
             self._last_seq[contact] = event.seq
             self._latest[contact] = event
-        self._wake.set()
+        if queued or ended:
+            self._wake.set()
 
     def mark_stale(self) -> None:
         """The bus is down: show every state this client holds as stale, same seq (the
@@ -345,7 +379,16 @@ class ClientSession:
             except ProtocolError as exc:
                 self._send_error(exc.code, exc.message, exc.contact)
                 continue
-            await self._handle(request)
+            self._handling = True
+            try:
+                await self._handle(request)
+            finally:
+                self._handling = False
+
+    def receive_ended(self, _task: asyncio.Task[None]) -> None:
+        """Done-callback of the receive loop's task: the send loop stops at its next turn."""
+        self._receiving = False
+        self._wake.set()
 
     async def send_loop(self) -> None:
         send_timeout = self._gateway.config.send_timeout
@@ -353,6 +396,8 @@ class ClientSession:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self._receiving:
+                return
             if self._finished:
                 await self._release_finished()
             try:
@@ -360,12 +405,16 @@ class ClientSession:
                 # was 40% of the gateway's CPU at 10,000 frames/s (docs/benchmarks.md).
                 async with asyncio.timeout(None) as deadline:
                     while (frame := self.outbox.pop()) is not None:
+                        self._sending = True
                         deadline.reschedule(loop.time() + send_timeout)
                         await self._ws.send_text(frame)
+                        self._sending = False
                         metrics.FRAMES_SENT.inc()
             except TimeoutError:
                 self.request_close(CLOSE_TRY_AGAIN_LATER, "client too slow to read")
                 return
+            finally:
+                self._sending = False
             if self.close_code is not None:
                 return
 
@@ -520,8 +569,30 @@ class Gateway:
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # The frame of the message being fanned out: every session gets the same text object
+        # from the bus, so it is framed once (server frames are unmasked).
+        self._frame_text: str | None = None
+        self._frame = b""
+        self._written = 0  # frames written directly, not yet counted in the metric
         bus.on_reconnect(self.resync)
         bus.on_disconnect(self.mark_stale)
+
+    def frame_of(self, text: str) -> bytes:
+        """The WebSocket frame of `text`, built once for consecutive calls with it."""
+        if text is not self._frame_text:
+            self._frame = text_frame(text)
+            self._frame_text = text
+        return self._frame
+
+    def count_written(self) -> None:
+        # One metric update per fan-out instead of one per socket (the counter takes a lock).
+        if not self._written:
+            asyncio.get_running_loop().call_soon(self._publish_written)
+        self._written += 1
+
+    def _publish_written(self) -> None:
+        written, self._written = self._written, 0
+        metrics.FRAMES_SENT.inc(written)
 
     async def handle(self, websocket: WebSocket) -> None:
         if self._draining:
@@ -577,15 +648,20 @@ class Gateway:
                     )
 
     async def _run(self, session: ClientSession) -> None:
+        # The send loop runs here, the receive loop in one task: a second task per socket
+        # would cost ~1 KB of RSS per idle socket. Whichever ends first ends the other: the
+        # receive loop's end wakes the send loop, which then returns; the send loop's end
+        # (a close was requested, or the client is too slow) cancels the receive loop.
         receiving = asyncio.create_task(session.receive_loop(), name="ws-receive")
-        sending = asyncio.create_task(session.send_loop(), name="ws-send")
-        loops = {receiving, sending}
+        receiving.add_done_callback(session.receive_ended)
+        results: list[BaseException | None] = []
         try:
-            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            await session.send_loop()
+        except Exception as exc:  # judged below with the receive loop's result
+            results.append(exc)
         finally:
-            for task in loops:
-                task.cancel()
-            results = await asyncio.gather(*loops, return_exceptions=True)
+            receiving.cancel()
+            results.extend(await asyncio.gather(receiving, return_exceptions=True))
         for result in results:
             # A client that goes away is a normal end, not an error.
             if isinstance(result, WebSocketDisconnect | asyncio.CancelledError | OSError):
@@ -598,7 +674,6 @@ class Gateway:
                 continue
             if isinstance(result, BaseException):
                 log.error("websocket session failed", exc_info=result)
-        del done
 
     def mark_stale(self) -> None:
         """The bus is down: nothing fresh can arrive, so every client is told it is stale."""

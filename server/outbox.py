@@ -18,11 +18,16 @@ class OutboxFull(Exception):
 class Outbox:
     def __init__(self, max_control: int = 64) -> None:
         self._events: OrderedDict[str, tuple[ContactEvent, str]] = OrderedDict()
-        self._control: deque[str] = deque()
+        # Created on the first control frame: most sockets never get one, and an empty
+        # deque is ~600 bytes (docs/benchmarks.md, RSS per idle socket).
+        self._control: deque[str] | None = None
         self._max_control = max_control
 
     def __len__(self) -> int:
-        return len(self._events) + len(self._control)
+        return len(self._events) + (len(self._control) if self._control else 0)
+
+    def __bool__(self) -> bool:
+        return bool(self._events or self._control)
 
     def put_event(self, event: ContactEvent, text: str) -> bool:
         """Queue an event; returns True when it replaced an older pending one."""
@@ -44,9 +49,12 @@ class Outbox:
         Raises:
             OutboxFull: the client has left too many control frames unread.
         """
-        if len(self._control) >= self._max_control:
+        control = self._control
+        if control is None:
+            control = self._control = deque()
+        if len(control) >= self._max_control:
             raise OutboxFull
-        self._control.append(text)
+        control.append(text)
 
     def discard(self, contact: str) -> None:
         self._events.pop(contact, None)
@@ -54,7 +62,10 @@ class Outbox:
     def pop(self) -> str | None:
         """The next frame to send: control frames first, then states in arrival order."""
         if self._control:
-            return self._control.popleft()
+            text = self._control.popleft()
+            if not self._control:
+                self._control = None
+            return text
         if self._events:
             return self._events.popitem(last=False)[1][1]
         return None
