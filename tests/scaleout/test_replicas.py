@@ -22,6 +22,17 @@ async def wait_for(predicate, timeout: float, step: float = 0.1):
     return result
 
 
+async def watch_everywhere(stack, services, contacts):
+    """One client per replica, each subscribed to every contact; returns the clients and the
+    first message each got per contact."""
+    clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
+    for client in clients:
+        for contact in contacts:
+            await client.subscribe(contact)
+    first = [await client.next() for client in clients for _ in contacts]
+    return clients, first
+
+
 async def polls(emulator) -> dict[str, int]:
     return (await emulator.sim_stats())["getContactMetrics"]["byContact"]
 
@@ -83,13 +94,7 @@ async def test_sigkilled_replica_is_taken_over_within_two_ttls(emulator, redis_s
     extra = ("--rps", "100", "--burst", "20", "--poll-interval", "0.5")
     async with replicas(emulator, redis_server.url, 3, *extra) as services:
         async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
-            for client in clients:
-                for contact in contacts:
-                    await client.subscribe(contact)
-            for client in clients:
-                for _ in contacts:
-                    await client.next()
+            clients, _ = await watch_everywhere(stack, services, contacts)
 
             async def owners():
                 statuses = [await s.status() for s in services]
@@ -208,13 +213,8 @@ async def test_redis_restarting_empty_loses_nothing_that_matters(emulator, redis
     extra = ("--rps", "100", "--burst", "20", "--poll-interval", "0.5")
     async with replicas(emulator, redis_server.url, 2, *extra) as services:
         async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(ws_client(s.ws_url)) for s in services]
-            for client in clients:
-                for contact in contacts:
-                    await client.subscribe(contact)
-            for client in clients:
-                for _ in contacts:
-                    assert (await client.next())["type"] == "snapshot"
+            clients, first = await watch_everywhere(stack, services, contacts)
+            assert all(message["type"] == "snapshot" for message in first)
 
             await redis_server.kill()
             for client in clients:
