@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 from _harness import (
     SERVICE_ENV,
     child,
-    cpu_seconds,
+    cpu_split,
     emulator_command,
     pin_self,
     print_result,
@@ -300,7 +300,15 @@ async def run_target(
         commits_per_s = rate / watchers
         await inject(backend, contacts, tally, watchers, commits_per_s, args.warmup, False)
         profiler = None
-        if args.profile:
+        if args.profile and args.profile.endswith(".data"):
+            # perf sees what py-spy cannot: the interpreter's C functions, the GC, the kernel.
+            profiler = await asyncio.create_subprocess_exec(
+                *("perf", "record", "-F", "999", "-g", "-p", str(p.pid)),
+                *("-o", f"{name}-{args.profile}", "--", "sleep", str(int(args.duration))),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        elif args.profile:
             fmt = "raw" if args.profile.endswith(".txt") else "flamegraph"
             profiler = await asyncio.create_subprocess_exec(
                 *(str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking"),
@@ -309,7 +317,8 @@ async def run_target(
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
-        cpu0, frames0, t0 = cpu_seconds(p.pid), tally.frames, time.monotonic()
+        split0 = cpu_split(p.pid)
+        cpu0, frames0, t0 = sum(split0), tally.frames, time.monotonic()
         tally.record = True
         commits = await inject(
             backend, contacts, tally, watchers, commits_per_s, args.duration, True
@@ -320,7 +329,8 @@ async def run_target(
         drain_end = time.monotonic() + args.drain
         while time.monotonic() < drain_end and sum(d.received for d in measured) < expected:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        cpu1, frames2 = cpu_seconds(p.pid), tally.frames
+        split1 = cpu_split(p.pid)
+        cpu1, frames2 = sum(split1), tally.frames
         rss_loaded = rss_bytes(p.pid)
         if profiler is not None:
             await profiler.wait()
@@ -354,6 +364,12 @@ async def run_target(
         "max_ms": round(lat[-1] * 1000, 1) if lat else None,
         "server_cpu_s": round(cpu1 - cpu0, 2),
         "server_cpu_us_per_frame": round((cpu1 - cpu0) / max(1, delivered_during) * 1e6, 2),
+        "server_user_us_per_frame": round(
+            (split1[0] - split0[0]) / max(1, delivered_during) * 1e6, 2
+        ),
+        "server_sys_us_per_frame": round(
+            (split1[1] - split0[1]) / max(1, delivered_during) * 1e6, 2
+        ),
         "rss_base_mb": round(rss_base / 2**20, 1),
         "rss_idle_kb_per_socket": round((rss_idle - rss_base) / sockets / 1024, 1),
         "rss_loaded_kb_per_socket": round((rss_loaded - rss_base) / sockets / 1024, 1),
@@ -368,7 +384,8 @@ def summary(r: dict[str, Any]) -> str:
         f"{r['target']:>10} {r['sockets']} sockets ({r['contacts']}x{r['watchers']}) at "
         f"{r['rate_target']:,.0f}/s: delivered {r['delivered_per_s']:,}/s, lost {r['lost']:,} "
         f"of {r['expected']:,}, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms,"
-        f" CPU {r['server_cpu_us_per_frame']} us/frame, RSS {r['rss_idle_kb_per_socket']} KB/"
+        f" CPU {r['server_cpu_us_per_frame']} us/frame (user {r['server_user_us_per_frame']},"
+        f" sys {r['server_sys_us_per_frame']}), RSS {r['rss_idle_kb_per_socket']} KB/"
         f"socket idle, {r['rss_loaded_kb_per_socket']} KB loaded; worst 100 ms window "
         f"{r.get('worst_window_max_ms')} ms, {r.get('windows_over_50ms')} windows > 50 ms"
     )
@@ -441,7 +458,11 @@ def main() -> int:
         "--service-flag", action="append", default=[], help="extra `queuecast serve` flag"
     )
     parser.add_argument("--subscribe", choices=["staged", "burst"], default="staged")
-    parser.add_argument("--profile", help="py-spy the servers into <target>-PROFILE (.svg/.json)")
+    parser.add_argument(
+        "--profile",
+        help="py-spy the servers into <target>-PROFILE (.svg flame graph, .txt collapsed stacks),"
+        " or `perf record -g` them when PROFILE ends in .data",
+    )
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--json-out", help="also write the results here")

@@ -121,6 +121,12 @@ class ClientSession:
         extensions = websocket.scope.get("extensions") or {}
         self._writer: FrameWriter | None = extensions.get(FRAME_WRITER)
         self._wake = Flag()
+        # True while nothing stands between a bus event and the socket: authenticated, no
+        # queue subscription, nothing pending or being sent, no request being handled, no
+        # contact shown stale. Every change that can make it false wakes the send loop (or
+        # sets `_handling`), which clears it; only the idle send loop and the end of a
+        # request set it again (`_update_streaming`). `deliver` then skips `offer`.
+        self.streaming = False
         self._receiving = True  # False once the receive loop has ended
         self.close_code: int | None = None
         self.close_reason = ""
@@ -128,7 +134,45 @@ class ClientSession:
     # -- bus listener ----------------------------------------------------------------------
 
     def deliver(self, delivery: Delivery) -> None:
-        self.offer(delivery.event, delivery.text, direct=True)
+        event = delivery.event
+        if self.streaming and event.type == "update":
+            # The steady state, once per socket per event (50,000 times a second at the
+            # fan-out target): only what can differ between two events of a contact the
+            # client already holds is checked here; everything else is in `streaming`.
+            expires_at = self._expires_at
+            contact = event.contact
+            last = self._last_seq.get(contact, 0)
+            if (
+                event.seq > last > 0
+                and (expires_at is None or self._loop.time() < expires_at)
+                and contact in self.contacts
+                and self._writer is not None
+                and self._writer.write_frame(self._gateway.frame_of(delivery.text))
+            ):
+                self._last_seq[contact] = event.seq
+                self._latest[contact] = event
+                self._gateway.count_written()
+                return
+        self.offer(event, delivery.text, direct=True)
+
+    def _update_streaming(self) -> None:
+        self.streaming = (
+            self._writer is not None
+            and self.grant is not None
+            and not self._expired
+            and not self._sending
+            and not self._handling
+            and self._receiving
+            and self.close_code is None
+            and not self.queues
+            and not self._marked_stale
+            and not self.outbox
+        )
+
+    def _wake_sender(self) -> None:
+        """Something is for the send loop to do: until it is done, events take `offer`."""
+        self.streaming = False
+        self._wake.set()
 
     def offer(
         self, event: ContactEvent, text: str, *, refresh: bool = False, direct: bool = False
@@ -192,7 +236,7 @@ class ClientSession:
             self._last_seq[contact] = event.seq
             self._latest[contact] = event
         if queued or ended:
-            self._wake.set()
+            self._wake_sender()
 
     def mark_stale(self) -> None:
         """The bus is down: show every state this client holds as stale, same seq (the
@@ -205,7 +249,7 @@ class ClientSession:
                 self.outbox.put_event(stale, stale.encode().decode())
                 self._marked_stale.add(contact)
         if self._marked_stale:
-            self._wake.set()
+            self._wake_sender()
 
     def known_seqs(self) -> dict[str, int]:
         """The highest seq this client holds per contact (or asked to resume from)."""
@@ -216,7 +260,7 @@ class ClientSession:
     def request_close(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-        self._wake.set()
+        self._wake_sender()
 
     def _send_error(self, code: str, message: str, contact: str | None = None) -> None:
         metrics.CLIENT_ERRORS.labels(code).inc()
@@ -228,7 +272,7 @@ class ClientSession:
         except OutboxFull:
             self.request_close(CLOSE_POLICY, "too many unread replies")
             return
-        self._wake.set()
+        self._wake_sender()
 
     # -- access ----------------------------------------------------------------------------
 
@@ -380,15 +424,17 @@ class ClientSession:
                 self._send_error(exc.code, exc.message, exc.contact)
                 continue
             self._handling = True
+            self.streaming = False
             try:
                 await self._handle(request)
             finally:
                 self._handling = False
+                self._update_streaming()
 
     def receive_ended(self, _task: asyncio.Task[None]) -> None:
         """Done-callback of the receive loop's task: the send loop stops at its next turn."""
         self._receiving = False
-        self._wake.set()
+        self._wake_sender()
 
     async def send_loop(self) -> None:
         send_timeout = self._gateway.config.send_timeout
@@ -417,6 +463,7 @@ class ClientSession:
                 self._sending = False
             if self.close_code is not None:
                 return
+            self._update_streaming()
 
     # -- requests --------------------------------------------------------------------------
 
