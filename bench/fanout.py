@@ -304,7 +304,13 @@ async def run_target(
             # perf sees what py-spy cannot: the interpreter's C functions, the GC, the kernel.
             profiler = await asyncio.create_subprocess_exec(
                 *("perf", "record", "-F", "999", "-g", "-p", str(p.pid)),
-                *("-o", f"{name}-{args.profile}", "--", "sleep", str(int(args.duration))),
+                *(
+                    "-o",
+                    str(profile_path(args.profile, name)),
+                    "--",
+                    "sleep",
+                    str(int(args.duration)),
+                ),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
@@ -313,7 +319,7 @@ async def run_target(
             profiler = await asyncio.create_subprocess_exec(
                 *(str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking"),
                 *("--pid", str(p.pid), "--duration", str(int(args.duration))),
-                *("--format", fmt, "--output", f"{name}-{args.profile}"),
+                *("--format", fmt, "--output", str(profile_path(args.profile, name))),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
@@ -377,6 +383,12 @@ async def run_target(
         "sockets_closed": closed,
         **worst_window(tally.timeline),
     }
+
+
+def profile_path(profile: str, target: str) -> Path:
+    """`dir/prof.svg` for target `queuecast` -> `dir/queuecast-prof.svg`."""
+    path = Path(profile)
+    return path.with_name(f"{target}-{path.name}")
 
 
 def summary(r: dict[str, Any]) -> str:
