@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from starlette.responses import Response
@@ -56,6 +57,7 @@ CLOSE_TIMEOUT = 1.0
 CLOSE_FRAME_TOO_BIG = 1009
 
 SUBPROTOCOL = "queuecast.v1"
+_NOTHING: frozenset[str] = frozenset()
 BEARER_PREFIX = "bearer."
 
 
@@ -92,6 +94,34 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
 class ClientSession:
     """One WebSocket client: its subscriptions, its outbox, its receive and send loops."""
 
+    # Thousands per process: slots keep each one small and its hot fields close together.
+    __slots__ = (
+        "_deadline",
+        "_expired",
+        "_expires_at",
+        "_finished",
+        "_gateway",
+        "_handling",
+        "_last_seq",
+        "_latest",
+        "_loop",
+        "_marked_stale",
+        "_rate",
+        "_receiving",
+        "_sending",
+        "_wake",
+        "_watching",
+        "_writer",
+        "_ws",
+        "close_code",
+        "close_reason",
+        "contacts",
+        "grant",
+        "outbox",
+        "queues",
+        "streaming",
+    )
+
     def __init__(self, gateway: Gateway, websocket: WebSocket) -> None:
         self._gateway = gateway
         self._ws = websocket
@@ -106,12 +136,14 @@ class ClientSession:
             config.max_messages_per_second, config.rate_limit_strikes, self._loop.time()
         )
         self.contacts: dict[str, str] = {}  # contact -> instance
-        self.queues: set[str] = set()
-        self._watching: set[str] = set()
+        # Sets that most sockets never fill start as one shared empty frozenset and are
+        # replaced, not mutated (an empty set is 216 bytes per socket; changes are rare).
+        self.queues: AbstractSet[str] = _NOTHING
+        self._watching: AbstractSet[str] = _NOTHING
         self._last_seq: dict[str, int] = {}
         self._latest: dict[str, ContactEvent] = {}  # to mark stale while the bus is down
-        self._marked_stale: set[str] = set()
-        self._finished: set[str] = set()  # contact subscriptions that received `ended`
+        self._marked_stale: AbstractSet[str] = _NOTHING
+        self._finished: AbstractSet[str] = _NOTHING  # contact subscriptions that got `ended`
         self.outbox = Outbox()
         # Set while the send loop holds a frame it took from the outbox (a frame written
         # directly meanwhile would overtake it), and while a request is being handled (its
@@ -202,7 +234,8 @@ class ClientSession:
             event.seq == last and not (refresh and contact in self._marked_stale)
         ):
             return
-        self._marked_stale.discard(contact)
+        if contact in self._marked_stale:
+            self._marked_stale = self._marked_stale - {contact}
         if last == 0 and event.type == "update":
             # The first state this client gets of a contact is a snapshot, even when an
             # update overtook the stored state between subscribing and reading it.
@@ -228,7 +261,7 @@ class ClientSession:
         if ended:
             self._latest.pop(contact, None)
             if subscribed:
-                self._finished.add(contact)
+                self._finished = self._finished | {contact}
                 self._last_seq[contact] = event.seq
             else:
                 self._last_seq.pop(contact, None)  # a queue member left; forget it
@@ -247,7 +280,7 @@ class ClientSession:
             if not event.stale:
                 stale = replace(event, stale=True)
                 self.outbox.put_event(stale, stale.encode().decode())
-                self._marked_stale.add(contact)
+                self._marked_stale = self._marked_stale | {contact}
         if self._marked_stale:
             self._wake_sender()
 
@@ -529,7 +562,7 @@ class ClientSession:
             if stored.ended:
                 return  # a tombstone: tell the client, never poll it again
         if poller.watch(instance, contact, stored):
-            self._watching.add(contact)
+            self._watching = self._watching | {contact}
 
     async def _subscribe_queue(self, queue: str, since: int) -> None:
         del since  # a queue has no seq of its own; each contact's seq is checked instead
@@ -538,7 +571,7 @@ class ClientSession:
         if not self._room_for_one_more():
             return
         bus = self._gateway.bus
-        self.queues.add(queue)
+        self.queues = self.queues | {queue}
         try:
             await bus.subscribe(queue_channel(queue), self)
             members = await bus.queue_members(queue)
@@ -558,11 +591,11 @@ class ClientSession:
             return
         metrics.SUBSCRIPTIONS.dec()
         self.outbox.discard(contact)
-        self._finished.discard(contact)
+        self._finished = self._finished - {contact}
         self._latest.pop(contact, None)
-        self._marked_stale.discard(contact)
+        self._marked_stale = self._marked_stale - {contact}
         if contact in self._watching:
-            self._watching.discard(contact)
+            self._watching = self._watching - {contact}
             self._gateway.poller.unwatch(contact)
         with contextlib.suppress(BusUnavailable):
             await self._gateway.bus.unsubscribe(contact_channel(contact), self)
@@ -570,19 +603,19 @@ class ClientSession:
     async def _release_queue(self, queue: str) -> None:
         if queue not in self.queues:
             return
-        self.queues.discard(queue)
+        self.queues = self.queues - {queue}
         metrics.SUBSCRIPTIONS.dec()
         with contextlib.suppress(BusUnavailable):
             await self._gateway.bus.unsubscribe(queue_channel(queue), self)
 
     async def _release_finished(self) -> None:
-        finished, self._finished = self._finished, set()
+        finished, self._finished = self._finished, _NOTHING
         for contact in finished:
             # Keep the `ended` frame queued: only the subscription goes.
             self.contacts.pop(contact, None)
             metrics.SUBSCRIPTIONS.dec()
             if contact in self._watching:
-                self._watching.discard(contact)
+                self._watching = self._watching - {contact}
                 self._gateway.poller.unwatch(contact)
             with contextlib.suppress(BusUnavailable):
                 await self._gateway.bus.unsubscribe(contact_channel(contact), self)
