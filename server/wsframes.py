@@ -14,6 +14,7 @@ gets one frame per fan-out, so batches held one frame and only added bookkeeping
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from typing import Any, Protocol
 
@@ -53,11 +54,61 @@ class FrameWriter(Protocol):
         """
 
 
+# Every attribute uvicorn's protocol sets (0.54). Named in `__slots__` of the subclass, they are
+# stored in the instance itself rather than its `__dict__`: CPython shares an instance dict's
+# keys among instances only up to 30 attributes, and past that each socket has a dict of its
+# own (~1.6 KB for these 37). An attribute a later uvicorn adds still works, in the dict
+# (tests/unit/test_handshake_memory.py notices).
+_UVICORN_ATTRIBUTES = (
+    "config",
+    "app",
+    "loop",
+    "logger",
+    "root_path",
+    "asgi_version",
+    "app_state",
+    "connections",
+    "tasks",
+    "default_headers",
+    "transport",
+    "server",
+    "client",
+    "scheme",
+    "queue",
+    "handshake_initiated",
+    "handshake_complete",
+    "close_sent",
+    "disconnected",
+    "close_timer",
+    "close_timeout",
+    "initial_response",
+    "conn",
+    "read_paused",
+    "writable",
+    "ping_interval",
+    "ping_timeout",
+    "ping_timer",
+    "pong_timer",
+    "pending_ping_payload",
+    "ping_sent_at",
+    "last_ping_rtt",
+    "frames",
+    "curr_msg_data_type",
+    "request",
+    "response",
+    "scope",
+)
+
+
 class FramingProtocol(WebSocketsSansIOProtocol):
     """uvicorn's `websockets-sansio` protocol plus a `FrameWriter` in the scope (pass the
-    class as `uvicorn.Config(ws=...)`), with less held per idle socket: wait primitives that
-    allocate only while someone waits, and the handshake request and response dropped once
-    the handshake is done."""
+    class as `uvicorn.Config(ws=...)`), with less held per idle socket: attributes in slots,
+    wait primitives that allocate only while someone waits, and the handshake dropped once
+    it is done: the request and response, and the scope's `headers` (emptied after the
+    accept, so the app reads what it needs of them before accepting).
+    """
+
+    __slots__ = _UVICORN_ATTRIBUTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,7 +143,19 @@ class FramingProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
-        if self.handshake_complete and "response" in self.__dict__:
-            # Only the accept (or a refusal) reads these; ~2 KB of headers per socket.
+        if self.handshake_complete and getattr(self, "request", None) is not None:
+            self._drop_handshake()
+
+    def _drop_handshake(self) -> None:
+        """Only the accept (or a refusal) reads these: ~3 KB of headers per socket."""
+        request = self.request
+        del self.request
+        # websockets' `ServerProtocol.parse` generator still holds the request in its
+        # suspended frame for the connection's lifetime; the event is ours, so empty it.
+        request.headers.clear()
+        with contextlib.suppress(AttributeError):
             del self.response
-            self.__dict__.pop("request", None)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            # Shared with any Starlette `Headers` made of this scope, which empty with it.
+            scope["headers"].clear()

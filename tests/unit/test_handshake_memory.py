@@ -1,5 +1,6 @@
 """What a socket keeps after its handshake: the HTTP protocol it was upgraded from is released
-at once (docs/benchmarks.md, RSS per idle socket)."""
+at once, and the WebSocket protocol keeps neither the request nor the response nor the
+scope's headers, and no instance dict (docs/benchmarks.md, RSS per idle socket)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,19 @@ async def test_the_http_protocol_is_released_at_the_upgrade() -> None:
     assert released() is None
     await asyncio.wait_for(app.accepted.wait(), 5)
     transport.protocol.connection_lost(None)
+
+
+async def test_after_the_accept_the_handshake_is_dropped() -> None:
+    app = AcceptingApp()
+    _, transport = upgrade(app)
+    await asyncio.wait_for(app.accepted.wait(), 5)
+    protocol: FramingProtocol = transport.protocol
+    assert (b"origin", b"http://example") in app.headers_before_accept
+    assert b"101 Switching Protocols" in b"".join(transport.written)
+    assert app.scope["headers"] == []
+    assert not hasattr(protocol, "request")
+    assert not hasattr(protocol, "response")
+    # Every attribute uvicorn sets has a slot: no instance dict per socket.
+    assert vars(protocol) == {}
+    protocol.connection_lost(None)
+    await asyncio.sleep(0)
