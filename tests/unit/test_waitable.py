@@ -9,7 +9,7 @@ from server._waitable import Flag, MessageQueue
 
 async def test_flag_wakes_every_waiter_and_stays_set() -> None:
     flag = Flag()
-    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
     await asyncio.sleep(0)
     assert not any(w.done() for w in waiters)
     flag.set()
@@ -20,14 +20,22 @@ async def test_flag_wakes_every_waiter_and_stays_set() -> None:
     assert not flag.is_set()
 
 
-async def test_flag_wait_cancelled_leaves_no_waiter() -> None:
+async def test_flag_wait_cancelled_is_forgotten_by_the_next_wait() -> None:
     flag = Flag()
-    waiter = asyncio.create_task(flag.wait())
+
+    async def wait() -> None:
+        await flag.wait()
+
+    waiter = asyncio.create_task(wait())
     await asyncio.sleep(0)
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
+    again = asyncio.create_task(wait())
+    await asyncio.sleep(0)
+    assert flag._waiters is not None and len(flag._waiters) == 1
+    flag.set()
+    await again
     assert flag._waiters is None
-    flag.set()  # nothing left to wake
 
 
 async def test_message_queue_is_fifo_and_waits() -> None:
