@@ -36,6 +36,7 @@ from server.security import (
     security_headers,
 )
 from server.settings import Settings
+from server.wsframes import text_frame
 
 log = logging.getLogger("queuecast")
 
@@ -143,7 +144,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                 client = redis_client(settings.redis_url)
                 stack.push_async_callback(client.aclose)
                 chosen = RedisBackend(client)
-            bus = await stack.enter_async_context(Bus(chosen or MemoryBackend()))
+            bus = await stack.enter_async_context(Bus(chosen or MemoryBackend(), encode=text_frame))
             coordinator = None if client is None else coordinator_for(settings, client, bus)
             connect = await stack.enter_async_context(
                 ConnectClient(

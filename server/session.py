@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket
@@ -65,6 +66,7 @@ class ClientSession:
 
     # Thousands per process: slots keep each one small and its hot fields close together.
     __slots__ = (
+        "_attached",
         "_deadline",
         "_expired",
         "_expires_at",
@@ -78,6 +80,7 @@ class ClientSession:
         "_rate",
         "_receiving",
         "_sending",
+        "_sink",
         "_wake",
         "_watching",
         "_writer",
@@ -128,6 +131,10 @@ class ClientSession:
         # sets `_handling`), which clears it; only the idle send loop and the end of a
         # request set it again (`_update_streaming`). `deliver` then skips `offer`.
         self.streaming = False
+        # While streaming: the socket's `transport.write`, lent by its protocol, and the
+        # contacts whose updates the bus writes with it (`Bus.attach`).
+        self._sink: Callable[[bytes], object] | None = None
+        self._attached: AbstractSet[str] = _NOTHING
         self._receiving = True  # False once the receive loop has ended
         self.close_code: int | None = None
         self.close_reason = ""
@@ -153,8 +160,47 @@ class ClientSession:
                 self._last_seq[contact] = event.seq
                 self._latest[contact] = event
                 self._gateway.count_written()
+                # It holds the newest update now: the bus can write the next ones itself.
+                self._attach(contact)
                 return
         self.offer(event, delivery.text, direct=True)
+
+    # -- attached: the bus writes this socket's frames (server/bus/core.py, `Bus.attach`) --
+
+    def _attach(self, contact: str) -> None:
+        if self._sink is None:
+            if self._writer is None:
+                return
+            self._sink = self._writer.frame_sink(self._sink_blocked)
+            if self._sink is None:
+                return
+        # A token that runs out is stopped by its timer (`_expire`), which detaches; an
+        # update dispatched in the same loop turn may still go (the token's leeway covers it).
+        last = self._last_seq.get(contact, 0)
+        if last and self._gateway.bus.attach(
+            contact_channel(contact), self, last, self._sink, partial(self._detached, contact)
+        ):
+            self._attached = self._attached | {contact}
+
+    def _detached(self, contact: str, latest: ContactEvent | None) -> None:
+        """The bus stopped writing `contact`'s updates: hold what it wrote, as `deliver` would."""
+        self._attached = self._attached - {contact}
+        if latest is not None and latest.seq > self._last_seq.get(contact, 0):
+            self._last_seq[contact] = latest.seq
+            self._latest[contact] = latest
+
+    def _detach(self, contact: str) -> None:
+        if contact in self._attached:
+            self._detached(contact, self._gateway.bus.detach(contact_channel(contact), self))
+
+    def _detach_all(self) -> None:
+        for contact in self._attached:
+            self._detach(contact)
+
+    def _sink_blocked(self) -> None:
+        # The socket stopped taking frames directly (full buffer, a client message, a close).
+        self._sink = None
+        self._wake_sender()
 
     def _update_streaming(self) -> None:
         self.streaming = (
@@ -169,10 +215,16 @@ class ClientSession:
             and not self._marked_stale
             and not self.outbox
         )
+        if self.streaming:
+            for contact in self.contacts:
+                if contact not in self._attached:
+                    self._attach(contact)
 
     def _wake_sender(self) -> None:
         """Something is for the send loop to do: until it is done, events take `offer`."""
         self.streaming = False
+        if self._attached:
+            self._detach_all()
         self._wake.set()
 
     def offer(
@@ -245,6 +297,7 @@ class ClientSession:
         values are unchanged; only `stale` differs), until fresh states come back."""
         if self.grant is None or self._expired:
             return
+        self._detach_all()
         for contact, event in self._latest.items():
             if not event.stale:
                 stale = replace(event, stale=True)
@@ -255,6 +308,7 @@ class ClientSession:
 
     def known_seqs(self) -> dict[str, int]:
         """The highest seq this client holds per contact (or asked to resume from)."""
+        self._detach_all()  # what the bus wrote counts too; it re-attaches when it can
         return dict(self._last_seq)
 
     # -- control ---------------------------------------------------------------------------
@@ -427,6 +481,7 @@ class ClientSession:
                 continue
             self._handling = True
             self.streaming = False
+            self._detach_all()
             try:
                 await self._handle(request)
             finally:
@@ -556,8 +611,10 @@ class ClientSession:
                 self.offer(shown, shown.encode().decode())
 
     async def _release_contact(self, contact: str) -> None:
-        if self.contacts.pop(contact, None) is None:
+        if contact not in self.contacts:
             return
+        self._detach(contact)
+        del self.contacts[contact]
         metrics.SUBSCRIPTIONS.dec()
         self.outbox.discard(contact)
         self._finished = self._finished - {contact}
@@ -581,6 +638,7 @@ class ClientSession:
         finished, self._finished = self._finished, _NOTHING
         for contact in finished:
             # Keep the `ended` frame queued: only the subscription goes.
+            self._detach(contact)
             self.contacts.pop(contact, None)
             metrics.SUBSCRIPTIONS.dec()
             if contact in self._watching:

@@ -7,7 +7,11 @@ application a `FrameWriter` in the ASGI scope (`scope["extensions"][FRAME_WRITER
 the shared bytes as they are.
 
 Each frame is one `transport.write` (one `send()` system call while the socket's buffer is
-empty). Batching a socket's frames until the loop's next turn was tried and dropped: a socket
+empty). For the steady state the writer also lends out `transport.write` itself
+(`frame_sink`), with a callback for the moment the socket stops taking frames that way: the
+bus then writes frames with no Python of ours per socket in between.
+
+Batching a socket's frames until the loop's next turn was tried and dropped: a socket
 gets one frame per fan-out, so batches held one frame and only added bookkeeping
 (docs/benchmarks.md).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
@@ -51,6 +56,15 @@ class FrameWriter(Protocol):
         socket cannot take it without waiting (not open, closing, or its buffer is over the
         high-water mark) or a message from the client waits to be received: the caller then
         sends the message the ordinary way, which waits and keeps the app's order.
+        """
+
+    def frame_sink(self, blocked: Callable[[], None]) -> Callable[[bytes], object] | None:
+        """A function that writes complete frames as `write_frame` would, without its checks,
+        valid until `blocked` is called; None when `write_frame` would refuse now.
+
+        `blocked` is called once, synchronously, by whatever makes `write_frame` refuse (the
+        buffer over its high-water mark, a client message arriving, a close, the connection
+        lost), before anything else can write. Calling `frame_sink` again replaces it.
         """
 
 
@@ -108,12 +122,13 @@ class FramingProtocol(WebSocketsSansIOProtocol):
     accept, so the app reads what it needs of them before accepting).
     """
 
-    __slots__ = _UVICORN_ATTRIBUTES
+    __slots__ = (*_UVICORN_ATTRIBUTES, "_blocked")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = MessageQueue[ASGIReceiveEvent]()  # type: ignore[assignment]
         self.writable = Flag(set_=True)  # type: ignore[assignment]
+        self._blocked: Callable[[], None] | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -123,7 +138,19 @@ class FramingProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][FRAME_WRITER] = self
 
     def write_frame(self, frame: bytes) -> bool:
-        if (
+        if not self._takes_frames():
+            return False
+        self.transport.write(frame)
+        return True
+
+    def frame_sink(self, blocked: Callable[[], None]) -> Callable[[bytes], object] | None:
+        if not self._takes_frames():
+            return None
+        self._blocked = blocked
+        return self.transport.write
+
+    def _takes_frames(self) -> bool:
+        return not (
             self.close_sent
             or self.disconnected
             or not self.writable.is_set()
@@ -136,13 +163,42 @@ class FramingProtocol(WebSocketsSansIOProtocol):
             # A client message is waiting for the app (a ping, say): what the app answers
             # goes before events that were pending when it arrived, as through the outbox.
             or not self.queue.empty()
-        ):
-            return False
-        self.transport.write(frame)
-        return True
+        )
+
+    def _recheck_sink(self) -> None:
+        """After anything that can change `_takes_frames`: end the sink if it now would."""
+        blocked = self._blocked
+        if blocked is not None and not self._takes_frames():
+            self._blocked = None
+            blocked()
+
+    # Every way uvicorn's protocol closes, queues a client message or stops writing runs
+    # inside one of these (its timers too: the keep-alive timeout), so checking after each
+    # ends a sink before anything else can write to the socket.
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._recheck_sink()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._recheck_sink()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._recheck_sink()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self._recheck_sink()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._recheck_sink()
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
+        self._recheck_sink()
         if self.handshake_complete and getattr(self, "request", None) is not None:
             self._drop_handshake()
 

@@ -3,6 +3,13 @@
 Every event reaches this process through the backend's subscription (even events this process
 committed), is decoded once, and is handed to each local listener with the same text, so the
 WebSocket layer never encodes per socket.
+
+A listener that holds a channel's latest update may also attach a *writer* to it: the bus then
+writes the next updates' encoded bytes (`Bus(encode=...)`, a WebSocket frame in the service)
+with that one call per listener and skips `deliver`. That is the fan-out's steady state, and
+at 50,000 deliveries a second the cost per socket is what counts (docs/benchmarks.md). Any
+other event (`ended`, an update that is not newer) first detaches every writer of the channel,
+telling each listener the seq and state it now holds, and then goes through `deliver`.
 """
 
 from __future__ import annotations
@@ -35,6 +42,38 @@ class Listener(Protocol):
         """Called in the reader task for every message; must not block."""
 
 
+Write = Callable[[bytes], object]
+# Told, when its writer is detached, the last update written to it (None: nothing was).
+Detached = Callable[[ContactEvent | None], None]
+
+
+class _Channel:
+    """One subscribed channel: its listeners, and the writers some of them attached."""
+
+    __slots__ = ("latest", "listeners", "writers")
+
+    def __init__(self) -> None:
+        self.listeners: set[Listener] = set()
+        # listener -> (write, detached); the listener is out of `listeners` meanwhile.
+        self.writers: dict[Listener, tuple[Write, Detached]] = {}
+        self.latest: ContactEvent | None = None  # the newest update dispatched
+
+    def __bool__(self) -> bool:
+        return bool(self.listeners or self.writers)
+
+    def detach(self, listener: Listener) -> None:
+        writer = self.writers.pop(listener, None)
+        if writer is not None:
+            self.listeners.add(listener)
+            writer[1](self.latest)
+
+    def detach_all(self) -> None:
+        writers, self.writers = self.writers, {}
+        for listener, (_write, detached) in writers.items():
+            self.listeners.add(listener)
+            detached(self.latest)
+
+
 ReconnectHook = Callable[[], Awaitable[None]]
 DisconnectHook = Callable[[], None]
 
@@ -46,6 +85,7 @@ class Bus(AsyncCloseable):
         backend: the transport and store.
         reconnect_base: first reconnect delay ceiling, seconds (then doubling, full jitter).
         reconnect_cap: largest reconnect delay ceiling, seconds.
+        encode: what attached writers are given of a message's text.
     """
 
     def __init__(
@@ -54,9 +94,11 @@ class Bus(AsyncCloseable):
         *,
         reconnect_base: float = 0.1,
         reconnect_cap: float = 5.0,
+        encode: Callable[[str], bytes] = str.encode,
     ) -> None:
         self.backend = backend
-        self._listeners: dict[str, set[Listener]] = {}
+        self._encode = encode
+        self._channels: dict[str, _Channel] = {}
         self._subscribed: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}  # holders and waiters of each channel's lock
@@ -112,8 +154,13 @@ class Bus(AsyncCloseable):
     def channels(self) -> Sequence[str]:
         return tuple(self._subscribed)
 
+    def is_listening(self, channel: str, listener: Listener) -> bool:
+        found = self._channels.get(channel)
+        return found is not None and (listener in found.listeners or listener in found.writers)
+
     def listener_count(self, channel: str) -> int:
-        return len(self._listeners.get(channel, ()))
+        found = self._channels.get(channel)
+        return 0 if found is None else len(found.listeners) + len(found.writers)
 
     async def subscribe(self, channel: str, listener: Listener) -> None:
         """Add a local listener; the first one for a channel subscribes the process.
@@ -127,23 +174,56 @@ class Bus(AsyncCloseable):
             if channel not in self._subscribed:
                 await self.backend.subscribe(channel)
                 self._subscribed.add(channel)
-            self._listeners.setdefault(channel, set()).add(listener)
+            found = self._channels.setdefault(channel, _Channel())
+            if listener not in found.writers:
+                found.listeners.add(listener)
 
     async def unsubscribe(self, channel: str, listener: Listener) -> None:
         """Remove a local listener; the last one unsubscribes the process."""
         async with self._channel_lock(channel):
-            listeners = self._listeners.get(channel)
-            if listeners is None:
+            found = self._channels.get(channel)
+            if found is None:
                 return
-            listeners.discard(listener)
-            if listeners:
+            found.listeners.discard(listener)
+            found.writers.pop(listener, None)
+            if found:
                 return
-            del self._listeners[channel]
+            del self._channels[channel]
             if channel in self._subscribed:
                 self._subscribed.discard(channel)
                 # On failure the next reconnect subscribes only what is still wanted.
                 with contextlib.suppress(BusUnavailable):
                     await self.backend.unsubscribe(channel)
+
+    def attach(
+        self, channel: str, listener: Listener, holds: int, write: Write, detached: Detached
+    ) -> bool:
+        """Write the channel's next updates with `write` instead of delivering them.
+
+        Only a subscribed listener that holds exactly the newest update dispatched on the
+        channel (`holds` is its seq) can attach: every later update is then new to it. The
+        writer stays until `detach`, `unsubscribe`, or an event that must be delivered, which
+        calls `detached`. Returns whether it attached.
+        """
+        found = self._channels.get(channel)
+        if (
+            found is None
+            or listener not in found.listeners
+            or found.latest is None
+            or found.latest.seq != holds
+        ):
+            return False
+        found.listeners.discard(listener)
+        found.writers[listener] = (write, detached)
+        return True
+
+    def detach(self, channel: str, listener: Listener) -> ContactEvent | None:
+        """Deliver to the listener again; returns the last update written to it, if any."""
+        found = self._channels.get(channel)
+        if found is None or found.writers.pop(listener, None) is None:
+            return None
+        found.listeners.add(listener)
+        return found.latest
 
     @contextlib.asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
@@ -178,8 +258,8 @@ class Bus(AsyncCloseable):
             self._dispatch(message)
 
     def _dispatch(self, message: Message) -> None:
-        listeners = self._listeners.get(message.channel)
-        if not listeners:
+        found = self._channels.get(message.channel)
+        if not found:
             return
         try:
             text = message.data.decode()
@@ -191,8 +271,25 @@ class Bus(AsyncCloseable):
                 extra={"channel": message.channel, "error": str(exc)},
             )
             return
+        newest = found.latest
+        if event.type == "update" and (newest is None or event.seq > newest.seq):
+            found.latest = event
+            if found.writers:
+                # Writers are the service's WebSocket sockets: counted once per message.
+                metrics.FRAMES_SENT.inc(len(found.writers))
+                data = self._encode(text)
+                for listener, (write, _detached) in tuple(found.writers.items()):
+                    try:
+                        write(data)
+                    except Exception:
+                        log.exception("writer failed", extra={"channel": message.channel})
+                        found.detach(listener)
+        elif found.writers:
+            found.detach_all()
+        if not found.listeners:
+            return
         delivery = Delivery(message.channel, event, text)
-        for listener in tuple(listeners):
+        for listener in tuple(found.listeners):
             try:
                 listener.deliver(delivery)
             except Exception:
@@ -205,6 +302,11 @@ class Bus(AsyncCloseable):
         if not was_connected:
             return
         log.warning("bus connection lost", extra={"error": reason})
+        # What arrives after the reconnection may repeat or skip seqs (a store that restarted
+        # empty): every listener takes it through `deliver`, which checks.
+        for found in self._channels.values():
+            found.detach_all()
+            found.latest = None
         for hook in self._disconnect_hooks:
             try:
                 hook()
@@ -215,7 +317,7 @@ class Bus(AsyncCloseable):
         while True:
             await asyncio.sleep(self._backoff.next_delay())
             metrics.BUS_RECONNECTS.inc()
-            wanted = sorted(self._listeners)
+            wanted = sorted(self._channels)
             try:
                 await self.backend.resubscribe(wanted)
             except BusUnavailable as exc:

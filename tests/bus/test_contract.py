@@ -245,7 +245,7 @@ async def test_concurrent_subscribe_unsubscribe_end_consistent(bus_harness) -> N
         # Whoever is registered gets the next event; nobody else does.
         for listener in listeners:
             listener.deliveries.clear()
-        registered = [r for r in listeners if r in bus._listeners.get(channel, ())]
+        registered = [r for r in listeners if bus.is_listening(channel, r)]
         assert len(registered) == bus.listener_count(channel)
         await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
         if not registered:
