@@ -61,11 +61,11 @@ class _Channel:
     def __bool__(self) -> bool:
         return bool(self.listeners or self.writers)
 
-    def detach(self, listener: Listener) -> None:
+    def detach(self, listener: Listener, written: ContactEvent | None) -> None:
         writer = self.writers.pop(listener, None)
         if writer is not None:
             self.listeners.add(listener)
-            writer[1](self.latest)
+            writer[1](written)
 
     def detach_all(self) -> None:
         writers, self.writers = self.writers, {}
@@ -283,7 +283,8 @@ class Bus(AsyncCloseable):
                         write(data)
                     except Exception:
                         log.exception("writer failed", extra={"channel": message.channel})
-                        found.detach(listener)
+                        # It holds the update before this one, and gets this one below.
+                        found.detach(listener, newest)
         elif found.writers:
             found.detach_all()
         if not found.listeners:

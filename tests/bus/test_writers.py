@@ -1,0 +1,170 @@
+"""Attached writers (`Bus.attach`): the bus writes a caught-up listener's updates itself.
+
+Run against every backend, like the contract: what a writer gets must be exactly what
+`deliver` would have given, in the same order, and any event the writer cannot take must
+reach the listener through `deliver` with the listener told what it was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from server.bus import Bus, contact_channel
+from server.events import ContactEvent
+from tests.bus.conftest import Recorder, eventually, head
+
+CONTACT = "c-w"
+CHANNEL = contact_channel(CONTACT)
+
+
+class AttachedRecorder(Recorder):
+    """A listener that attaches whenever it holds the newest update, as sessions do."""
+
+    def __init__(self, bus: Bus, name: str = "") -> None:
+        super().__init__(name)
+        self.bus = bus
+        self.written: list[bytes] = []
+        self.detaches: list[ContactEvent | None] = []
+        self.attached = False
+
+    @property
+    def holds(self) -> int:
+        seqs = self.seqs + [int(w.rsplit(b":", 1)[1].rstrip(b"}")) for w in self.written]
+        return max(seqs, default=0)
+
+    def try_attach(self) -> bool:
+        self.attached = self.bus.attach(
+            CHANNEL, self, self.holds, self.written.append, self.on_detached
+        )
+        return self.attached
+
+    def on_detached(self, latest: ContactEvent | None) -> None:
+        self.attached = False
+        self.detaches.append(latest)
+
+    @property
+    def all_seqs(self) -> list[int]:
+        """Every seq this listener got, by either path, in order of arrival."""
+        return sorted(self.seqs + [int(w.rsplit(b":", 1)[1].rstrip(b"}")) for w in self.written])
+
+
+async def commit(bus: Bus, position: int = 3, *, ended: bool = False) -> bytes:
+    return await bus.commit(
+        CONTACT, None, head(CONTACT, position=position, ended=ended), ttl=60, ended=ended
+    )
+
+
+async def test_a_writer_attaches_only_when_it_holds_the_newest_update(bus_harness) -> None:
+    async with bus_harness.bus() as bus:
+        listener = AttachedRecorder(bus)
+        assert not listener.try_attach(), "not subscribed yet"
+        await bus.subscribe(CHANNEL, listener)
+        assert not listener.try_attach(), "nothing dispatched on the channel yet"
+        await commit(bus)
+        await listener.wait_for(1)
+        assert not bus.attach(CHANNEL, listener, 0, listener.written.append, print)
+        assert not bus.attach(CHANNEL, listener, 2, listener.written.append, print)
+        assert listener.try_attach()
+
+
+async def test_attached_writer_gets_the_encoded_updates_instead_of_deliver(bus_harness) -> None:
+    async with bus_harness.bus() as bus:
+        listener, plain = AttachedRecorder(bus), Recorder("plain")
+        await bus.subscribe(CHANNEL, listener)
+        await bus.subscribe(CHANNEL, plain)
+        await commit(bus)
+        await listener.wait_for(1)
+        assert listener.try_attach()
+        committed = [await commit(bus, position=p) for p in (2, 1)]
+        await plain.wait_for(3)
+        await eventually(lambda: len(listener.written) == 2)
+        assert listener.written == committed  # Bus(encode=str.encode): the published bytes
+        assert listener.seqs == [1], "deliver is skipped while attached"
+        assert bus.listener_count(CHANNEL) == 2
+        assert bus.is_listening(CHANNEL, listener)
+
+
+async def test_ended_detaches_with_what_was_written_then_delivers(bus_harness) -> None:
+    async with bus_harness.bus() as bus:
+        listener = AttachedRecorder(bus)
+        await bus.subscribe(CHANNEL, listener)
+        await commit(bus)
+        await listener.wait_for(1)
+        assert listener.try_attach()
+        await commit(bus, position=2)
+        await commit(bus, ended=True)
+        await listener.wait_for(2)
+        assert listener.detaches and listener.detaches[0] is not None
+        assert listener.detaches[0].seq == 2, "told the last update written to it"
+        assert [d.event.type for d in listener.deliveries] == ["update", "ended"]
+        assert listener.all_seqs == [1, 2, 3]
+
+
+async def test_a_writer_that_raises_is_detached_and_others_still_get_the_update(
+    bus_harness,
+) -> None:
+    async with bus_harness.bus() as bus:
+        good, bad = AttachedRecorder(bus, "good"), AttachedRecorder(bus, "bad")
+        for listener in (bad, good):
+            await bus.subscribe(CHANNEL, listener)
+        await commit(bus)
+        await good.wait_for(1)
+        await bad.wait_for(1)
+        assert good.try_attach()
+
+        def broken(_data: bytes) -> None:
+            raise OSError("socket gone")
+
+        assert bus.attach(CHANNEL, bad, 1, broken, bad.on_detached)
+        await commit(bus, position=2)
+        await eventually(lambda: len(good.written) == 1)
+        await eventually(lambda: bool(bad.detaches))
+        assert bad.detaches[0] is not None and bad.detaches[0].seq == 1, "only 1 was written"
+        await bad.wait_for(2)
+        assert bad.seqs == [1, 2], "the update whose write failed came through deliver"
+        await commit(bus, position=1)
+        await bad.wait_for(3)
+        assert bad.seqs == [1, 2, 3]
+        assert len(good.written) == 2
+
+
+async def test_detach_and_unsubscribe_end_the_writer(bus_harness) -> None:
+    async with bus_harness.bus() as bus:
+        listener = AttachedRecorder(bus)
+        await bus.subscribe(CHANNEL, listener)
+        await commit(bus)
+        await listener.wait_for(1)
+        assert listener.try_attach()
+        await commit(bus, position=2)
+        await eventually(lambda: len(listener.written) == 1)
+        latest = bus.detach(CHANNEL, listener)
+        assert latest is not None and latest.seq == 2
+        assert bus.detach(CHANNEL, listener) is None, "idempotent"
+        await commit(bus, position=1)
+        await listener.wait_for(2)
+        assert listener.seqs == [1, 3]
+
+        assert listener.try_attach()
+        await bus.unsubscribe(CHANNEL, listener)
+        assert not bus.is_listening(CHANNEL, listener)
+        assert bus.listener_count(CHANNEL) == 0
+        await commit(bus, position=4)
+        await asyncio.sleep(0.1)
+        assert len(listener.written) == 1 and listener.seqs == [1, 3]
+
+
+async def test_a_lost_connection_detaches_every_writer(listener_harness) -> None:
+    """After a reconnection seqs may repeat (a store that restarted empty): `deliver` checks."""
+    async with listener_harness.bus() as bus:
+        listener = AttachedRecorder(bus)
+        await bus.subscribe(CHANNEL, listener)
+        await commit(bus)
+        await listener.wait_for(1)
+        assert listener.try_attach()
+        assert await listener_harness.kill_listeners(CHANNEL) >= 1
+        await eventually(lambda: bool(listener.detaches))
+        await eventually(lambda: bus.connected)
+        assert not listener.try_attach(), "the channel's newest update was forgotten"
+        await commit(bus, position=2)
+        await listener.wait_for(2)
+        assert listener.try_attach()
