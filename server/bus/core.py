@@ -64,11 +64,13 @@ class _Channel:
     def detach(self, listener: Listener, written: ContactEvent | None) -> None:
         writer = self.writers.pop(listener, None)
         if writer is not None:
+            metrics.BUS_WRITERS.dec()
             self.listeners.add(listener)
             writer[1](written)
 
     def detach_all(self) -> None:
         writers, self.writers = self.writers, {}
+        metrics.BUS_WRITERS.dec(len(writers))
         for listener, (_write, detached) in writers.items():
             self.listeners.add(listener)
             detached(self.latest)
@@ -185,7 +187,8 @@ class Bus(AsyncCloseable):
             if found is None:
                 return
             found.listeners.discard(listener)
-            found.writers.pop(listener, None)
+            if found.writers.pop(listener, None) is not None:
+                metrics.BUS_WRITERS.dec()
             if found:
                 return
             del self._channels[channel]
@@ -215,6 +218,7 @@ class Bus(AsyncCloseable):
             return False
         found.listeners.discard(listener)
         found.writers[listener] = (write, detached)
+        metrics.BUS_WRITERS.inc()
         return True
 
     def detach(self, channel: str, listener: Listener) -> ContactEvent | None:
@@ -222,6 +226,7 @@ class Bus(AsyncCloseable):
         found = self._channels.get(channel)
         if found is None or found.writers.pop(listener, None) is None:
             return None
+        metrics.BUS_WRITERS.dec()
         found.listeners.add(listener)
         return found.latest
 
