@@ -25,6 +25,7 @@ from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.backoff import Backoff
 from server.bus.base import BusBackend, BusUnavailable, Message
+from server.bus.read_batch import ReadBatcher
 from server.events import ContactEvent, EventDecodeError, decode_event
 
 log = logging.getLogger("queuecast.bus")
@@ -111,6 +112,7 @@ class Bus(AsyncCloseable):
         self._connected = False
         self._closed = False
         self.last_error: str | None = None
+        self._reads: ReadBatcher[ContactEvent | None] = ReadBatcher(self._read_decoded)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class Bus(AsyncCloseable):
         self._closed = True
         reader, self._reader = self._reader, None
         await cancel_and_wait(reader)
+        await self._reads.close()
         self._connected = False
         metrics.BUS_CONNECTED.set(0)
         await self.backend.disconnect()
@@ -361,7 +364,19 @@ class Bus(AsyncCloseable):
         return data
 
     async def read_states(self, contacts: Sequence[str]) -> list[ContactEvent | None]:
-        """Stored states, decoded; a malformed stored state reads as `None`."""
+        """Stored states, decoded; a malformed stored state reads as `None`.
+
+        A read of one contact (a socket's snapshot after its SUBSCRIBE: thousands at once when
+        sockets arrive in a burst) shares one MGET with the other single reads of the moment
+        (`ReadBatcher`), and the decoded event with the other readers of its contact. A read of
+        many (a queue's members, a resync) is one MGET already and goes straight through: no
+        extra loop turn, no split into batches, nothing to gain from sharing.
+        """
+        if len(contacts) == 1:
+            return [await self._reads.read(contacts[0])]
+        return await self._read_decoded(contacts)
+
+    async def _read_decoded(self, contacts: Sequence[str]) -> list[ContactEvent | None]:
         out: list[ContactEvent | None] = []
         for raw in await self.backend.read_states(contacts):
             try:
