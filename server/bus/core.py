@@ -4,12 +4,8 @@ Every event reaches this process through the backend's subscription (even events
 committed), is decoded once, and is handed to each local listener with the same text, so the
 WebSocket layer never encodes per socket.
 
-A listener that holds a channel's latest update may also attach a *writer* to it: the bus then
-writes the next updates' encoded bytes (`Bus(encode=...)`, a WebSocket frame in the service)
-with that one call per listener and skips `deliver`. That is the fan-out's steady state, and
-at 50,000 deliveries a second the cost per socket is what counts (docs/benchmarks.md). Any
-other event (`ended`, an update that is not newer) first detaches every writer of the channel,
-telling each listener the seq and state it now holds, and then goes through `deliver`.
+The fan-out itself, including the writers a caught-up listener can attach so that the bus
+writes its frames without calling it, is `Channel` (server/bus/channel.py).
 """
 
 from __future__ import annotations
@@ -18,63 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.backoff import Backoff
 from server.bus.base import BusBackend, BusUnavailable, Message
+from server.bus.channel import Channel, Delivery, Detached, Listener, Write
 from server.bus.read_batch import ReadBatcher
 from server.events import ContactEvent, EventDecodeError, decode_event
 
 log = logging.getLogger("queuecast.bus")
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    channel: str
-    event: ContactEvent
-    text: str  # the message exactly as published, shared by every socket
-
-
-class Listener(Protocol):
-    def deliver(self, delivery: Delivery) -> None:
-        """Called in the reader task for every message; must not block."""
-
-
-Write = Callable[[bytes], object]
-# Told, when its writer is detached, the last update written to it (None: nothing was).
-Detached = Callable[[ContactEvent | None], None]
-
-
-class _Channel:
-    """One subscribed channel: its listeners, and the writers some of them attached."""
-
-    __slots__ = ("latest", "listeners", "writers")
-
-    def __init__(self) -> None:
-        self.listeners: set[Listener] = set()
-        # listener -> (write, detached); the listener is out of `listeners` meanwhile.
-        self.writers: dict[Listener, tuple[Write, Detached]] = {}
-        self.latest: ContactEvent | None = None  # the newest update dispatched
-
-    def __bool__(self) -> bool:
-        return bool(self.listeners or self.writers)
-
-    def detach(self, listener: Listener, written: ContactEvent | None) -> None:
-        writer = self.writers.pop(listener, None)
-        if writer is not None:
-            metrics.BUS_WRITERS.dec()
-            self.listeners.add(listener)
-            writer[1](written)
-
-    def detach_all(self) -> None:
-        writers, self.writers = self.writers, {}
-        metrics.BUS_WRITERS.dec(len(writers))
-        for listener, (_write, detached) in writers.items():
-            self.listeners.add(listener)
-            detached(self.latest)
 
 
 ReconnectHook = Callable[[], Awaitable[None]]
@@ -101,7 +50,7 @@ class Bus(AsyncCloseable):
     ) -> None:
         self.backend = backend
         self._encode = encode
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, Channel] = {}
         self._subscribed: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}  # holders and waiters of each channel's lock
@@ -161,11 +110,11 @@ class Bus(AsyncCloseable):
 
     def is_listening(self, channel: str, listener: Listener) -> bool:
         found = self._channels.get(channel)
-        return found is not None and (listener in found.listeners or listener in found.writers)
+        return found is not None and listener in found
 
     def listener_count(self, channel: str) -> int:
         found = self._channels.get(channel)
-        return 0 if found is None else len(found.listeners) + len(found.writers)
+        return 0 if found is None else len(found)
 
     async def subscribe(self, channel: str, listener: Listener) -> None:
         """Add a local listener; the first one for a channel subscribes the process.
@@ -179,9 +128,10 @@ class Bus(AsyncCloseable):
             if channel not in self._subscribed:
                 await self.backend.subscribe(channel)
                 self._subscribed.add(channel)
-            found = self._channels.setdefault(channel, _Channel())
-            if listener not in found.writers:
-                found.listeners.add(listener)
+            found = self._channels.get(channel)
+            if found is None:
+                found = self._channels[channel] = Channel(channel)
+            found.add(listener)
 
     async def unsubscribe(self, channel: str, listener: Listener) -> None:
         """Remove a local listener; the last one unsubscribes the process."""
@@ -189,9 +139,7 @@ class Bus(AsyncCloseable):
             found = self._channels.get(channel)
             if found is None:
                 return
-            found.listeners.discard(listener)
-            if found.writers.pop(listener, None) is not None:
-                metrics.BUS_WRITERS.dec()
+            found.forget(listener)
             if found:
                 return
             del self._channels[channel]
@@ -212,26 +160,12 @@ class Bus(AsyncCloseable):
         calls `detached`. Returns whether it attached.
         """
         found = self._channels.get(channel)
-        if (
-            found is None
-            or listener not in found.listeners
-            or found.latest is None
-            or found.latest.seq != holds
-        ):
-            return False
-        found.listeners.discard(listener)
-        found.writers[listener] = (write, detached)
-        metrics.BUS_WRITERS.inc()
-        return True
+        return found is not None and found.attach(listener, holds, write, detached)
 
     def detach(self, channel: str, listener: Listener) -> ContactEvent | None:
         """Deliver to the listener again; returns the last update written to it, if any."""
         found = self._channels.get(channel)
-        if found is None or found.writers.pop(listener, None) is None:
-            return None
-        metrics.BUS_WRITERS.dec()
-        found.listeners.add(listener)
-        return found.latest
+        return None if found is None else found.detach(listener)
 
     @contextlib.asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
@@ -279,30 +213,7 @@ class Bus(AsyncCloseable):
                 extra={"channel": message.channel, "error": str(exc)},
             )
             return
-        newest = found.latest
-        if event.type == "update" and (newest is None or event.seq > newest.seq):
-            found.latest = event
-            if found.writers:
-                # Writers are the service's WebSocket sockets: counted once per message.
-                metrics.FRAMES_SENT.inc(len(found.writers))
-                data = self._encode(text)
-                for listener, (write, _detached) in tuple(found.writers.items()):
-                    try:
-                        write(data)
-                    except Exception:
-                        log.exception("writer failed", extra={"channel": message.channel})
-                        # It holds the update before this one, and gets this one below.
-                        found.detach(listener, newest)
-        elif found.writers:
-            found.detach_all()
-        if not found.listeners:
-            return
-        delivery = Delivery(message.channel, event, text)
-        for listener in tuple(found.listeners):
-            try:
-                listener.deliver(delivery)
-            except Exception:
-                log.exception("listener failed", extra={"channel": message.channel})
+        found.fan_out(Delivery(message.channel, event, text), self._encode)
 
     def _mark_down(self, reason: str) -> None:
         was_connected, self._connected = self._connected, False
@@ -311,11 +222,8 @@ class Bus(AsyncCloseable):
         if not was_connected:
             return
         log.warning("bus connection lost", extra={"error": reason})
-        # What arrives after the reconnection may repeat or skip seqs (a store that restarted
-        # empty): every listener takes it through `deliver`, which checks.
         for found in self._channels.values():
-            found.detach_all()
-            found.latest = None
+            found.reset()
         for hook in self._disconnect_hooks:
             try:
                 hook()
