@@ -1,4 +1,5 @@
-"""`FramingProtocol.write_frame`: writes only on an open, writable, uncompressed socket."""
+"""`FramingProtocol.write_frame` writes only on an open, writable, uncompressed socket, and
+`frame_sink` lends the transport's write until any of that stops being true."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ class FakeTransport:
 
     def is_closing(self) -> bool:
         return self.closing
+
+    def close(self) -> None:
+        self.closing = True
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -65,3 +69,43 @@ async def test_refuses_when_it_would_have_to_wait_or_is_closing() -> None:
     protocol.queue.put_nowait({"type": "websocket.receive", "text": '{"op":"ping"}'})
     assert not protocol.write_frame(frame)
     assert transport.written == []
+
+
+async def test_frame_sink_lends_the_transport_write_only_while_frames_are_taken() -> None:
+    protocol, transport = open_protocol()
+    sink = protocol.frame_sink(lambda: None)
+    assert sink is not None
+    sink(b"frame")
+    assert transport.written == [b"frame"]
+    protocol, transport = open_protocol()
+    protocol.writable.clear()
+    assert protocol.frame_sink(lambda: None) is None
+
+
+async def test_a_full_buffer_ends_the_sink_once() -> None:
+    protocol, _transport = open_protocol()
+    calls: list[str] = []
+    assert protocol.frame_sink(lambda: calls.append("blocked")) is not None
+    protocol.pause_writing()
+    protocol.pause_writing()
+    assert calls == ["blocked"]
+    protocol.resume_writing()
+    assert protocol.frame_sink(lambda: calls.append("again")) is not None
+
+
+async def test_a_lost_connection_ends_the_sink() -> None:
+    protocol, _transport = open_protocol()
+    protocol.connections.add(protocol)
+    calls: list[str] = []
+    assert protocol.frame_sink(lambda: calls.append("blocked")) is not None
+    protocol.connection_lost(None)
+    assert calls == ["blocked"]
+
+
+async def test_only_the_latest_sink_is_told() -> None:
+    protocol, _transport = open_protocol()
+    calls: list[str] = []
+    assert protocol.frame_sink(lambda: calls.append("first")) is not None
+    assert protocol.frame_sink(lambda: calls.append("second")) is not None
+    protocol.pause_writing()
+    assert calls == ["second"]
