@@ -129,7 +129,8 @@ class ClientSession:
         # queue subscription, nothing pending or being sent, no request being handled, no
         # contact shown stale. Every change that can make it false wakes the send loop (or
         # sets `_handling`), which clears it; only the idle send loop and the end of a
-        # request set it again (`_update_streaming`). `deliver` then skips `offer`.
+        # request set it again (`_update_streaming`). While it holds, each subscribed contact
+        # whose newest update the client has is attached to the bus (`_attach`).
         self.streaming = False
         # While streaming: the socket's `transport.write`, lent by its protocol, and the
         # contacts whose updates the bus writes with it (`Bus.attach`).
@@ -142,30 +143,9 @@ class ClientSession:
     # -- bus listener ----------------------------------------------------------------------
 
     def deliver(self, delivery: Delivery) -> None:
-        event = delivery.event
-        if self.streaming and event.type == "update":
-            # The steady state, once per socket per event (50,000 times a second at the
-            # fan-out target): only what can differ between two events of a contact the
-            # client already holds is checked here; everything else is in `streaming`.
-            expires_at = self._expires_at
-            contact = event.contact
-            last = self._last_seq.get(contact, 0)
-            if (
-                event.seq > last > 0
-                and (expires_at is None or self._loop.time() < expires_at)
-                and contact in self.contacts
-                and self._writer is not None
-                and self._writer.write_frame(self._gateway.frame_of(delivery.text))
-            ):
-                self._last_seq[contact] = event.seq
-                self._latest[contact] = event
-                self._gateway.count_written()
-                # It holds the newest update now: the bus can write the next ones itself.
-                self._attach(contact)
-                return
-        self.offer(event, delivery.text, direct=True)
+        self.offer(delivery.event, delivery.text, direct=True)
 
-    # -- attached: the bus writes this socket's frames (server/bus/core.py, `Bus.attach`) --
+    # -- attached: the bus writes this socket's frames (server/bus/channel.py) ---------------
 
     def _attach(self, contact: str) -> None:
         if self._sink is None:
@@ -291,6 +271,9 @@ class ClientSession:
             self._latest[contact] = event
         if queued or ended:
             self._wake_sender()
+        elif self.streaming and subscribed:
+            # It holds the newest update now: the bus can write the next ones itself.
+            self._attach(contact)
 
     def mark_stale(self) -> None:
         """The bus is down: show every state this client holds as stale, same seq (the
