@@ -183,6 +183,23 @@ async def redis_server(core: int | None) -> AsyncIterator[RedisServer]:
             await server.stop()
 
 
+@contextlib.asynccontextmanager
+async def quiet_contact_center(core: int | None) -> AsyncIterator[tuple[RedisServer, Child]]:
+    """A redis-server and a paused emulator with no agents (it only answers the poller), both
+    on `core`: the fan-out benchmarks commit every update themselves."""
+    emu_flags = ["--paused", "--agents", "0", "--arrivals", "0", "--mean-patience", "0"]
+    async with (
+        redis_server(core) as redis,
+        child(
+            "emulator",
+            emulator_command(*emu_flags),
+            core=core,
+            ready_prefix="queuecast-simulate ready ",
+        ) as emu,
+    ):
+        yield redis, emu
+
+
 def print_result(summary: str, result: dict[str, Any]) -> None:
     print(summary)
     print(json.dumps(result, separators=(",", ":")))

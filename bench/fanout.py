@@ -44,11 +44,10 @@ from _harness import (
     SERVICE_ENV,
     child,
     cpu_split,
-    emulator_command,
     pin_self,
     print_result,
+    quiet_contact_center,
     raise_nofile,
-    redis_server,
     rss_bytes,
     service_command,
 )
@@ -406,16 +405,7 @@ def summary(r: dict[str, Any]) -> str:
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
-    emu_flags = ["--paused", "--agents", "0", "--arrivals", "0", "--mean-patience", "0"]
-    async with (
-        redis_server(args.load_core) as redis,
-        child(
-            "emulator",
-            emulator_command(*emu_flags),
-            core=args.load_core,
-            ready_prefix="queuecast-simulate ready ",
-        ) as emu,
-    ):
+    async with quiet_contact_center(args.load_core) as (redis, emu):
         pool = aioredis.BlockingConnectionPool.from_url(redis.url, max_connections=32, timeout=10)
         client = aioredis.Redis(connection_pool=pool)
         backend = RedisBackend(client)

@@ -37,10 +37,9 @@ from _harness import (
     SERVICE_ENV,
     Child,
     child,
-    emulator_command,
     pin_self,
+    quiet_contact_center,
     raise_nofile,
-    redis_server,
     rss_bytes,
     service_command,
 )
@@ -214,16 +213,7 @@ async def measure(args: argparse.Namespace, emulator: dict[str, Any], redis_url:
 
 
 async def run(args: argparse.Namespace) -> None:
-    emu_flags = ["--paused", "--agents", "0", "--arrivals", "0", "--mean-patience", "0"]
-    async with (
-        redis_server(args.load_core) as redis,
-        child(
-            "emulator",
-            emulator_command(*emu_flags),
-            core=args.load_core,
-            ready_prefix="queuecast-simulate ready ",
-        ) as emu,
-    ):
+    async with quiet_contact_center(args.load_core) as (redis, emu):
         await measure(args, emu.info, redis.url)
 
 
