@@ -54,6 +54,16 @@ async def commit(bus: Bus, position: int = 3, *, ended: bool = False) -> bytes:
     )
 
 
+async def attached_listener(bus: Bus) -> AttachedRecorder:
+    """A subscribed listener that got the channel's first update and attached a writer."""
+    listener = AttachedRecorder(bus)
+    await bus.subscribe(CHANNEL, listener)
+    await commit(bus)
+    await listener.wait_for(1)
+    assert listener.try_attach()
+    return listener
+
+
 async def test_a_writer_attaches_only_when_it_holds_the_newest_update(bus_harness) -> None:
     async with bus_harness.bus() as bus:
         listener = AttachedRecorder(bus)
@@ -86,11 +96,7 @@ async def test_attached_writer_gets_the_encoded_updates_instead_of_deliver(bus_h
 
 async def test_ended_detaches_with_what_was_written_then_delivers(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        listener = AttachedRecorder(bus)
-        await bus.subscribe(CHANNEL, listener)
-        await commit(bus)
-        await listener.wait_for(1)
-        assert listener.try_attach()
+        listener = await attached_listener(bus)
         await commit(bus, position=2)
         await commit(bus, ended=True)
         await listener.wait_for(2)
@@ -130,11 +136,7 @@ async def test_a_writer_that_raises_is_detached_and_others_still_get_the_update(
 
 async def test_detach_and_unsubscribe_end_the_writer(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        listener = AttachedRecorder(bus)
-        await bus.subscribe(CHANNEL, listener)
-        await commit(bus)
-        await listener.wait_for(1)
-        assert listener.try_attach()
+        listener = await attached_listener(bus)
         await commit(bus, position=2)
         await eventually(lambda: len(listener.written) == 1)
         latest = bus.detach(CHANNEL, listener)
@@ -156,11 +158,7 @@ async def test_detach_and_unsubscribe_end_the_writer(bus_harness) -> None:
 async def test_a_lost_connection_detaches_every_writer(listener_harness) -> None:
     """After a reconnection seqs may repeat (a store that restarted empty): `deliver` checks."""
     async with listener_harness.bus() as bus:
-        listener = AttachedRecorder(bus)
-        await bus.subscribe(CHANNEL, listener)
-        await commit(bus)
-        await listener.wait_for(1)
-        assert listener.try_attach()
+        listener = await attached_listener(bus)
         assert await listener_harness.kill_listeners(CHANNEL) >= 1
         await eventually(lambda: bool(listener.detaches))
         await eventually(lambda: bus.connected)
