@@ -32,7 +32,6 @@ from server.session import (
     ClientSession,
 )
 from server.tokens import TokenVerifier
-from server.wsframes import text_frame
 
 log = logging.getLogger("queuecast.gateway")
 
@@ -92,20 +91,9 @@ class Gateway:
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
-        # The frame of the message being fanned out: every session gets the same text object
-        # from the bus, so it is framed once (server frames are unmasked).
-        self._frame_text: str | None = None
-        self._frame = b""
         self._written = 0  # frames written directly, not yet counted in the metric
         bus.on_reconnect(self.resync)
         bus.on_disconnect(self.mark_stale)
-
-    def frame_of(self, text: str) -> bytes:
-        """The WebSocket frame of `text`, built once for consecutive calls with it."""
-        if text is not self._frame_text:
-            self._frame = text_frame(text)
-            self._frame_text = text
-        return self._frame
 
     def count_written(self) -> None:
         # One metric update per fan-out instead of one per socket (the counter takes a lock).

@@ -249,7 +249,7 @@ class ClientSession:
             and not self._sending
             and not self._handling
             and not self.outbox
-            and writer.write_frame(self._gateway.frame_of(text))
+            and writer.write_frame(self._gateway.bus.encode(text))
         ):
             # Nothing is waiting and the socket takes it now: no task step, no re-framing.
             self._gateway.count_written()

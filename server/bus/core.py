@@ -50,6 +50,10 @@ class Bus(AsyncCloseable):
     ) -> None:
         self.backend = backend
         self._encode = encode
+        # The message being fanned out, encoded: every listener gets the same text object, so
+        # writers and listeners that write it themselves share one encoding.
+        self._encoded_text: str | None = None
+        self._encoded = b""
         self._channels: dict[str, Channel] = {}
         self._subscribed: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -107,6 +111,14 @@ class Bus(AsyncCloseable):
     @property
     def channels(self) -> Sequence[str]:
         return tuple(self._subscribed)
+
+    def encode(self, text: str) -> bytes:
+        """`text` as attached writers are given it (`encode`), built once for consecutive
+        calls with the same text object."""
+        if text is not self._encoded_text:
+            self._encoded = self._encode(text)
+            self._encoded_text = text
+        return self._encoded
 
     def is_listening(self, channel: str, listener: Listener) -> bool:
         found = self._channels.get(channel)
@@ -213,7 +225,7 @@ class Bus(AsyncCloseable):
                 extra={"channel": message.channel, "error": str(exc)},
             )
             return
-        found.fan_out(Delivery(message.channel, event, text), self._encode)
+        found.fan_out(Delivery(message.channel, event, text), self.encode)
 
     def _mark_down(self, reason: str) -> None:
         was_connected, self._connected = self._connected, False
