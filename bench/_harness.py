@@ -184,10 +184,14 @@ async def redis_server(core: int | None) -> AsyncIterator[RedisServer]:
 
 
 @contextlib.asynccontextmanager
-async def quiet_contact_center(core: int | None) -> AsyncIterator[tuple[RedisServer, Child]]:
+async def quiet_contact_center(
+    core: int | None, *emulator_flags: str
+) -> AsyncIterator[tuple[RedisServer, Child]]:
     """A redis-server and a paused emulator with no agents (it only answers the poller), both
-    on `core`: the fan-out benchmarks commit every update themselves."""
-    emu_flags = ["--paused", "--agents", "0", "--arrivals", "0", "--mean-patience", "0"]
+    on `core`: the fan-out benchmarks commit every update themselves, and nothing the poller
+    reads ever changes. `emulator_flags` go to `queuecast simulate` too (e.g. `--no-quota`)."""
+    quiet = ["--paused", "--agents", "0", "--arrivals", "0", "--mean-patience", "0"]
+    emu_flags = [*quiet, *emulator_flags]
     async with (
         redis_server(core) as redis,
         child(
