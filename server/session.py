@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket
 from server import metrics
 from server._waitable import Flag
 from server.bus import BusUnavailable, Delivery, contact_channel, queue_channel
+from server.bus.channel import Sink
 from server.events import ContactEvent
 from server.limits import Admission, MessageRate
 from server.outbox import Outbox, OutboxFull
@@ -132,9 +133,9 @@ class ClientSession:
         # request set it again (`_update_streaming`). While it holds, each subscribed contact
         # whose newest update the client has is attached to the bus (`_attach`).
         self.streaming = False
-        # While streaming: the socket's `transport.write`, lent by its protocol, and the
-        # contacts whose updates the bus writes with it (`Bus.attach`).
-        self._sink: Callable[[bytes], object] | None = None
+        # While streaming: the socket's sink, lent by its protocol, and the contacts whose
+        # updates the bus writes to it (`Bus.attach`).
+        self._sink: Sink | None = None
         self._attached: AbstractSet[str] = _NOTHING
         self._receiving = True  # False once the receive loop has ended
         self.close_code: int | None = None

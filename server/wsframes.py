@@ -7,9 +7,11 @@ application a `FrameWriter` in the ASGI scope (`scope["extensions"][FRAME_WRITER
 the shared bytes as they are.
 
 Each frame is one `transport.write` (one `send()` system call while the socket's buffer is
-empty). For the steady state the writer also lends out `transport.write` itself
-(`frame_sink`), with a callback for the moment the socket stops taking frames that way: the
-bus then writes frames with no Python of ours per socket in between.
+empty). For the steady state the writer also lends out a `Sink` (`frame_sink`) whose `send` is
+the socket's own `send`, valid while the transport's buffer is empty, with a callback for the
+moment the socket stops taking frames that way: the bus then writes frames with no Python per
+socket in between, neither ours nor asyncio's (`transport.write` is ~0.6 us of Python around
+the system call, a sixth of the fan-out's user time; docs/benchmarks.md).
 
 Batching a socket's frames until the loop's next turn was tried and dropped: a socket
 gets one frame per fan-out, so batches held one frame and only added bookkeeping
@@ -19,9 +21,15 @@ gets one frame per fan-out, so batches held one frame and only added bookkeeping
 from __future__ import annotations
 
 import contextlib
+import socket
 import struct
+from asyncio import Transport
+
+# Private, so typeshed omits it: the one transport whose `_sock` is the connection's own
+# socket, with nothing between a `send` and the kernel but what the transport buffers.
+from asyncio.selector_events import _SelectorSocketTransport  # type: ignore[attr-defined]
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -29,6 +37,9 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from server._waitable import Flag, MessageQueue
+
+if TYPE_CHECKING:
+    from server.bus.channel import Sink
 
 FRAME_WRITER = "queuecast.frames"
 _FIN_TEXT = 0x81
@@ -58,14 +69,44 @@ class FrameWriter(Protocol):
         sends the message the ordinary way, which waits and keeps the app's order.
         """
 
-    def frame_sink(self, blocked: Callable[[], None]) -> Callable[[bytes], object] | None:
-        """A function that writes complete frames as `write_frame` would, without its checks,
-        valid until `blocked` is called; None when `write_frame` would refuse now.
+    def frame_sink(self, blocked: Callable[[], None]) -> Sink | None:
+        """A `Sink` that writes complete frames as `write_frame` would, without its checks,
+        valid until `blocked` is called; None when it would not be valid now.
 
-        `blocked` is called once, synchronously, by whatever makes `write_frame` refuse (the
-        buffer over its high-water mark, a client message arriving, a close, the connection
-        lost), before anything else can write. Calling `frame_sink` again replaces it.
+        Its `send` writes straight to the socket, so it is valid only while the transport
+        buffers nothing (a frame sent then would overtake what is buffered), besides when
+        `write_frame` takes frames. `blocked` is called once, synchronously, by whatever
+        ends that (something left in the buffer, a client message arriving, a close, the
+        connection lost), before anything else can write. Calling `frame_sink` again
+        replaces it.
         """
+
+
+class _SocketSink:
+    """A `Sink` over one connection: its socket's `send`, and its protocol for the rest."""
+
+    __slots__ = ("_protocol", "send")
+
+    def __init__(self, protocol: FramingProtocol, send: Callable[[bytes], int]) -> None:
+        self._protocol = protocol
+        self.send = send
+
+    def finish(self, rest: memoryview) -> None:
+        self._protocol.write_rest(rest)
+
+
+def _socket_send(transport: Transport) -> Callable[[bytes], int]:
+    """The socket's own `send` under asyncio's plain socket transport; anything else (TLS,
+    another event loop's transports) is written through `transport.write`, which buffers."""
+    sock = getattr(transport, "_sock", None)
+    if type(transport) is _SelectorSocketTransport and isinstance(sock, socket.socket):
+        return sock.send
+
+    def send(data: bytes) -> int:
+        transport.write(data)
+        return len(data)
+
+    return send
 
 
 # Every attribute uvicorn's protocol sets (0.54). Named in `__slots__` of the subclass, they are
@@ -141,13 +182,20 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         if not self._takes_frames():
             return False
         self.transport.write(frame)
+        self._recheck_sink()  # a short write leaves the rest in the buffer
         return True
 
-    def frame_sink(self, blocked: Callable[[], None]) -> Callable[[bytes], object] | None:
-        if not self._takes_frames():
+    def frame_sink(self, blocked: Callable[[], None]) -> Sink | None:
+        if not self._sink_valid():
             return None
         self._blocked = blocked
-        return self.transport.write
+        return _SocketSink(self, _socket_send(self.transport))
+
+    def write_rest(self, rest: memoryview) -> None:
+        """The rest of a frame the sink's `send` did not take whole: after its first bytes,
+        before anything else (the transport buffers it, or fails the connection)."""
+        self.transport.write(rest)
+        self._recheck_sink()
 
     def _takes_frames(self) -> bool:
         return not (
@@ -165,16 +213,23 @@ class FramingProtocol(WebSocketsSansIOProtocol):
             or not self.queue.empty()
         )
 
+    def _sink_valid(self) -> bool:
+        return self._takes_frames() and not self.transport.get_write_buffer_size()
+
     def _recheck_sink(self) -> None:
-        """After anything that can change `_takes_frames`: end the sink if it now would."""
+        """After anything that can change `_sink_valid`: end the sink if it no longer is."""
         blocked = self._blocked
-        if blocked is not None and not self._takes_frames():
+        if blocked is not None and not self._sink_valid():
             self._blocked = None
             blocked()
 
-    # Every way uvicorn's protocol closes, queues a client message or stops writing runs
-    # inside one of these (its timers too: the keep-alive timeout), so checking after each
-    # ends a sink before anything else can write to the socket.
+    # Every way uvicorn's protocol writes, closes, queues a client message or stops writing
+    # runs inside one of these (its timers too: the keep-alive ping and its timeout), so
+    # checking after each ends a sink before anything else can write to the socket.
+
+    def send_keepalive_ping(self) -> None:
+        super().send_keepalive_ping()
+        self._recheck_sink()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -19,7 +19,7 @@ from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.backoff import Backoff
 from server.bus.base import BusBackend, BusUnavailable, Message
-from server.bus.channel import Channel, Delivery, Detached, Listener, Write
+from server.bus.channel import Channel, Delivery, Detached, Listener, Sink
 from server.bus.read_batch import ReadBatcher
 from server.events import ContactEvent, EventDecodeError, decode_event
 
@@ -162,17 +162,18 @@ class Bus(AsyncCloseable):
                     await self.backend.unsubscribe(channel)
 
     def attach(
-        self, channel: str, listener: Listener, holds: int, write: Write, detached: Detached
+        self, channel: str, listener: Listener, holds: int, sink: Sink, detached: Detached
     ) -> bool:
-        """Write the channel's next updates with `write` instead of delivering them.
+        """Write the channel's next updates to `sink` instead of delivering them.
 
         Only a subscribed listener that holds exactly the newest update dispatched on the
         channel (`holds` is its seq) can attach: every later update is then new to it. The
-        writer stays until `detach`, `unsubscribe`, or an event that must be delivered, which
-        calls `detached`. Returns whether it attached.
+        writer stays until `detach`, `unsubscribe`, an event that must be delivered, or a
+        `send` that does not take a whole frame; the last two call `detached`. Returns
+        whether it attached.
         """
         found = self._channels.get(channel)
-        return found is not None and found.attach(listener, holds, write, detached)
+        return found is not None and found.attach(listener, holds, sink, detached)
 
     def detach(self, channel: str, listener: Listener) -> ContactEvent | None:
         """Deliver to the listener again; returns the last update written to it, if any."""

@@ -17,6 +17,24 @@ CONTACT = "c-w"
 CHANNEL = contact_channel(CONTACT)
 
 
+class ListSink:
+    """A `Sink` that keeps what it is sent; `takes` bytes of each frame at most (a socket
+    whose buffer is full takes fewer than a frame)."""
+
+    def __init__(self, written: list[bytes], takes: int | None = None) -> None:
+        self.written = written
+        self.takes = takes
+        self.rests: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        taken = data if self.takes is None else data[: self.takes]
+        self.written.append(taken)
+        return len(taken)
+
+    def finish(self, rest: memoryview) -> None:
+        self.rests.append(bytes(rest))
+
+
 class AttachedRecorder(Recorder):
     """A listener that attaches whenever it holds the newest update, as sessions do."""
 
@@ -24,6 +42,7 @@ class AttachedRecorder(Recorder):
         super().__init__(name)
         self.bus = bus
         self.written: list[bytes] = []
+        self.sink = ListSink(self.written)
         self.detaches: list[ContactEvent | None] = []
         self.attached = False
 
@@ -33,9 +52,7 @@ class AttachedRecorder(Recorder):
         return max(seqs, default=0)
 
     def try_attach(self) -> bool:
-        self.attached = self.bus.attach(
-            CHANNEL, self, self.holds, self.written.append, self.on_detached
-        )
+        self.attached = self.bus.attach(CHANNEL, self, self.holds, self.sink, self.on_detached)
         return self.attached
 
     def on_detached(self, latest: ContactEvent | None) -> None:
@@ -72,8 +89,8 @@ async def test_a_writer_attaches_only_when_it_holds_the_newest_update(bus_harnes
         assert not listener.try_attach(), "nothing dispatched on the channel yet"
         await commit(bus)
         await listener.wait_for(1)
-        assert not bus.attach(CHANNEL, listener, 0, listener.written.append, print)
-        assert not bus.attach(CHANNEL, listener, 2, listener.written.append, print)
+        assert not bus.attach(CHANNEL, listener, 0, listener.sink, print)
+        assert not bus.attach(CHANNEL, listener, 2, listener.sink, print)
         assert listener.try_attach()
 
 
@@ -106,26 +123,77 @@ async def test_ended_detaches_with_what_was_written_then_delivers(bus_harness) -
         assert listener.all_seqs == [1, 2, 3]
 
 
+async def two_attached(bus: Bus, bad_sink: object) -> tuple[AttachedRecorder, AttachedRecorder]:
+    """A good and a bad listener, both holding the channel's first update; the bad one
+    attached with `bad_sink`."""
+    good, bad = AttachedRecorder(bus, "good"), AttachedRecorder(bus, "bad")
+    for listener in (bad, good):
+        await bus.subscribe(CHANNEL, listener)
+    await commit(bus)
+    await good.wait_for(1)
+    await bad.wait_for(1)
+    assert good.try_attach()
+    assert bus.attach(CHANNEL, bad, 1, bad_sink, bad.on_detached)  # type: ignore[arg-type]
+    return good, bad
+
+
+async def test_a_short_send_detaches_and_finishes_the_frame(bus_harness) -> None:
+    """A socket that takes part of a frame: the rest goes to `finish`, it holds the update."""
+    async with bus_harness.bus() as bus:
+        short_written: list[bytes] = []
+        short = ListSink(short_written, takes=5)
+        good, bad = await two_attached(bus, short)
+        frame = await commit(bus, position=2)
+        await eventually(lambda: len(good.written) == 1)
+        await eventually(lambda: bool(bad.detaches))
+        assert short_written[0] + short.rests[0] == frame, "the rest follows the first bytes"
+        assert bad.detaches[0] is not None and bad.detaches[0].seq == 2, "it holds 2 now"
+        assert bad.seqs == [1], "2 is not delivered again"
+        await commit(bus, position=1)
+        await bad.wait_for(2)
+        assert bad.seqs == [1, 3], "the next update comes through deliver"
+        assert len(good.written) == 2 and len(short_written) == 1
+
+
+async def test_a_send_that_fails_hands_the_whole_frame_to_finish(bus_harness) -> None:
+    """A failed socket (`OSError`) took nothing: `finish` writes the frame the transport's
+    way, which fails the connection as it would have; others still get the update."""
+    async with bus_harness.bus() as bus:
+
+        class Broken(ListSink):
+            def send(self, data: bytes) -> int:
+                raise BrokenPipeError("socket gone")
+
+        broken = Broken([])
+        good, bad = await two_attached(bus, broken)
+        frame = await commit(bus, position=2)
+        await eventually(lambda: len(good.written) == 1)
+        await eventually(lambda: bool(bad.detaches))
+        assert broken.rests == [frame]
+        assert bad.detaches[0] is not None and bad.detaches[0].seq == 2
+        await commit(bus, position=1)
+        await bad.wait_for(2)
+        assert bad.seqs == [1, 3]
+        assert len(good.written) == 2
+
+
 async def test_a_writer_that_raises_is_detached_and_others_still_get_the_update(
     bus_harness,
 ) -> None:
+    """Not a socket error (a bug): the update whose write failed comes through deliver."""
     async with bus_harness.bus() as bus:
-        good, bad = AttachedRecorder(bus, "good"), AttachedRecorder(bus, "bad")
-        for listener in (bad, good):
-            await bus.subscribe(CHANNEL, listener)
-        await commit(bus)
-        await good.wait_for(1)
-        await bad.wait_for(1)
-        assert good.try_attach()
 
-        def broken(_data: bytes) -> None:
-            raise OSError("socket gone")
+        class Buggy(ListSink):
+            def send(self, data: bytes) -> int:
+                raise ValueError("bug")
 
-        assert bus.attach(CHANNEL, bad, 1, broken, bad.on_detached)
+        buggy = Buggy([])
+        good, bad = await two_attached(bus, buggy)
         await commit(bus, position=2)
         await eventually(lambda: len(good.written) == 1)
         await eventually(lambda: bool(bad.detaches))
         assert bad.detaches[0] is not None and bad.detaches[0].seq == 1, "only 1 was written"
+        assert buggy.rests == []
         await bad.wait_for(2)
         assert bad.seqs == [1, 2], "the update whose write failed came through deliver"
         await commit(bus, position=1)
