@@ -30,13 +30,22 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class LoadClient(asyncio.Protocol):
-    """One WebSocket client socket; `on_message(client, payload, received_at)` per text frame."""
+    """One WebSocket client socket; `on_message(client, payload, received_at)` per text frame,
+    and `on_ping(received_at)` per ping from the server, if given."""
 
-    def __init__(self, host: str, path: str, on_message: MessageHandler, tag: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        path: str,
+        on_message: MessageHandler,
+        tag: int,
+        on_ping: Callable[[float], None] | None = None,
+    ) -> None:
         self.tag = tag  # the caller's index for this socket
         self._host = host
         self._path = path
         self._on_message = on_message
+        self._on_ping = on_ping
         self._buf = b""
         self._open = False
         self.transport: asyncio.Transport | None = None
@@ -105,6 +114,8 @@ class LoadClient(asyncio.Protocol):
                 on_message(self, buf[start:end], now)
             elif opcode == 9:
                 self.pings += 1
+                if self._on_ping is not None:
+                    self._on_ping(now)
                 self._write(_client_frame(0xA, buf[start:end]))
             elif opcode == 8:
                 if length >= 2:
@@ -139,6 +150,7 @@ async def open_clients(
     path: str = "/ws",
     concurrency: int = 200,
     handshake_timeout: float = 30.0,
+    on_ping: Callable[[float], None] | None = None,
 ) -> list[LoadClient]:
     """Open `count` sockets, at most `concurrency` handshakes at a time."""
     loop = asyncio.get_running_loop()
@@ -148,7 +160,7 @@ async def open_clients(
     async def one(tag: int) -> LoadClient:
         async with gate:
             _, client = await loop.create_connection(
-                lambda: LoadClient(f"{host}:{port}", path, on_message, tag), host, port
+                lambda: LoadClient(f"{host}:{port}", path, on_message, tag, on_ping), host, port
             )
             await asyncio.wait_for(client.opened, handshake_timeout)
             return client

@@ -21,6 +21,7 @@ gets one frame per fan-out, so batches held one frame and only added bookkeeping
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import struct
 from asyncio import Transport
@@ -230,6 +231,20 @@ class FramingProtocol(WebSocketsSansIOProtocol):
     def send_keepalive_ping(self) -> None:
         super().send_keepalive_ping()
         self._recheck_sink()
+
+    def start_keepalive(self) -> None:
+        """The first ping after a random share of the interval, not all of it.
+
+        Each later ping is chained on the pong before it, so sockets keep the phase of their
+        first ping for life. Opened together (clients reconnecting after a deploy) they would
+        all ping in the same moment every interval: thousands of pings in a few loop turns,
+        a stall for every update in flight. Spread this way they ping evenly over the whole
+        interval from the first round on (bench/ping_spread.py).
+        """
+        interval = self.ping_interval
+        if interval is not None and interval > 0:
+            delay = interval * random.random()
+            self.ping_timer = self.loop.call_later(delay, self.send_keepalive_ping)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -67,7 +67,13 @@ def create_app(redis_url: str) -> Starlette:
 
 async def main_async(args: argparse.Namespace) -> None:
     sock = bind_socket(args.host, args.port)
-    server = uvicorn.Server(uvicorn.Config(create_app(args.redis_url), log_level="warning"))
+    config = uvicorn.Config(
+        create_app(args.redis_url),
+        log_level="warning",
+        ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout,
+    )
+    server = uvicorn.Server(config)
 
     def announce(url: str) -> None:
         print_ready("broadcaster-peer", {"url": url, "ws": url.replace("http", "ws", 1) + "/ws"})
@@ -80,6 +86,9 @@ def main() -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
+    # uvicorn's own defaults; bench/ping_spread.py shortens both for a bounded run.
+    parser.add_argument("--ws-ping-interval", type=float, default=20.0)
+    parser.add_argument("--ws-ping-timeout", type=float, default=20.0)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main_async(parser.parse_args()))
     return 0

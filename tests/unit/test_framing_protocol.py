@@ -224,3 +224,19 @@ async def test_a_frame_taken_in_part_reaches_the_peer_whole_and_first() -> None:
         protocol.transport.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_first_pings_of_sockets_opened_together_are_spread() -> None:
+    """A reconnect storm must not ping in step: first pings spread over the interval."""
+    loop = asyncio.get_running_loop()
+    delays = []
+    for _ in range(200):
+        protocol, _transport = open_protocol()
+        protocol.ping_interval = 20.0
+        protocol.start_keepalive()
+        assert protocol.ping_timer is not None
+        delays.append(protocol.ping_timer.when() - loop.time())
+        protocol.stop_keepalive()
+    assert all(0.0 <= d <= 20.0 for d in delays), (min(delays), max(delays))
+    assert max(delays) - min(delays) > 15.0, "spread over most of the interval"
+    assert len({round(d, 1) for d in delays}) > 50, "not a handful of values"
