@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,3 +207,21 @@ async def quiet_contact_center(
 def print_result(summary: str, result: dict[str, Any]) -> None:
     print(summary)
     print(json.dumps(result, separators=(",", ":")))
+
+
+def run_pinned_targets(
+    args: Any,
+    run: Callable[[Any], Coroutine[Any, Any, list[dict[str, Any]]]],
+    summary: Callable[[dict[str, Any]], str],
+) -> int:
+    """The main of a benchmark over several targets: this process on `args.load_core`, every
+    result printed (a summary line and its JSON), and written to `args.json_out` if set."""
+    raise_nofile()
+    pin_self(args.load_core)
+    results = asyncio.run(run(args))
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(results, f, indent=1)
+    for r in results:
+        print_result(summary(r), r)
+    return 0

@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from typing import Any
 
 from _harness import (
     SERVICE_ENV,
     child,
-    pin_self,
-    print_result,
     quiet_contact_center,
-    raise_nofile,
+    run_pinned_targets,
     service_command,
 )
 from _wsload import LoadClient, open_clients
@@ -182,16 +179,7 @@ def main() -> int:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--json-out", help="also write the results here")
-    args = parser.parse_args()
-    raise_nofile()
-    pin_self(args.load_core)
-    results = asyncio.run(run(args))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(results, f, indent=1)
-    for r in results:
-        print_result(summary(r), r)
-    return 0
+    return run_pinned_targets(parser.parse_args(), run, summary)
 
 
 if __name__ == "__main__":
