@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -33,6 +34,7 @@ from server.bus.base import (
     queue_channel,
     queue_members_key,
 )
+from server.bus.push_reader import PushReader
 
 # INCR, SET and PUBLISH in one script so a subscriber can never see a state that is not
 # stored, nor a stored state whose seq was not published. The seq counter outlives the state so
@@ -110,7 +112,7 @@ return {seq, msg or ''}
 # primary's connection has its own, a shard channel in one of that primary's slots.
 CONTROL_CHANNEL = "qc:control"
 
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError, hiredis.ProtocolError)
 
 # The queue a stored state belongs to, found as _RAISE_FLOOR finds it.
 _QUEUE_IN_STATE = re.compile(rb'"queue":"([^"]*)"')
@@ -165,14 +167,48 @@ def cluster_client(url: str, timeout: float = 3.0) -> RedisCluster:
 
 @dataclass(slots=True, eq=False)
 class _Listener:
-    """One subscriber connection: the only one on a single node, one per primary on a cluster."""
+    """One subscriber connection: the only one on a single node, one per primary on a cluster.
 
-    pubsub: Any
+    redis-py opens it (TLS, AUTH, SELECT) and sends its commands; `PushReader` reads every
+    reply on it. No `PubSub` object: it would read replies itself, and keep every channel
+    ever subscribed in its bookkeeping, which only its own reading prunes.
+    """
+
+    pool: Any  # the connection pool it is taken from and given back to
     control: str
-    pool: aioredis.ConnectionPool | None = None  # ours to close (cluster only)
+    owns_pool: bool = False  # a cluster primary's pool of one, ours to close
+    connection: Any = None
+    reader: PushReader | None = None
     ping_sent_at: float | None = None
     last_ping: float = 0.0
-    reading: asyncio.Task[Any] | None = None  # a get_message in flight (cluster only)
+    reading: asyncio.Task[Any] | None = None  # a read in flight (cluster only)
+
+    async def open(self) -> None:
+        self.connection = await self.pool.get_connection()
+        # The bus's own PING watchdog replaces redis-py's health check, which would read a
+        # reply on this connection behind the reader's back.
+        self.connection.health_check_interval = 0
+        self.reader = PushReader.of(self.connection)
+
+    async def send(self, *args: str) -> None:
+        """Send a command (SUBSCRIBE, UNSUBSCRIBE, PING...); its reply comes as a push."""
+        if self.connection is None:
+            raise BusUnavailable("redis: the subscriber connection is not open")
+        await self.connection.send_command(*args, check_health=False)
+
+    async def next_reply(self, wait: float | None) -> Any:
+        if self.reader is None:
+            raise BusUnavailable("redis: the subscriber connection is not open")
+        return await self.reader.next(wait)
+
+    async def close(self) -> None:
+        connection, self.connection, self.reader = self.connection, None, None
+        if connection is not None:
+            # nowait: a read may still hold the transport (redis-py issue 3941).
+            await connection.disconnect(nowait=True)
+            await self.pool.release(connection)
+        if self.owns_pool:
+            await self.pool.disconnect()
 
 
 class RedisBackend(BusBackend):
@@ -200,16 +236,12 @@ class RedisBackend(BusBackend):
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         if self.cluster:
             self._publish_command = "SPUBLISH"
-            self._subscribed_type, self._message_type = "ssubscribe", "smessage"
+            self._subscribe_command, self._unsubscribe_command = "SSUBSCRIBE", "SUNSUBSCRIBE"
+            self._subscribed_kind, self._message_kind = b"ssubscribe", b"smessage"
         else:
             self._publish_command = "PUBLISH"
-            self._subscribed_type, self._message_type = "subscribe", "message"
-
-    @property
-    def _pubsub(self) -> Any:
-        """The subscriber connection of a single node (None when not connected)."""
-        listener = self._listeners.get("")
-        return None if listener is None else listener.pubsub
+            self._subscribe_command, self._unsubscribe_command = "SUBSCRIBE", "UNSUBSCRIBE"
+            self._subscribed_kind, self._message_kind = b"subscribe", b"message"
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -234,17 +266,14 @@ class RedisBackend(BusBackend):
         for listener in listeners:
             # The connection is being thrown away either way.
             with contextlib.suppress(*_ERRORS):
-                await asyncio.wait_for(listener.pubsub.aclose(), self._op_timeout)
-            if listener.pool is not None:
-                with contextlib.suppress(*_ERRORS):
-                    await asyncio.wait_for(listener.pool.disconnect(), self._op_timeout)
+                await asyncio.wait_for(listener.close(), self._op_timeout)
 
     async def resubscribe(self, channels: Sequence[str]) -> None:
         await self.disconnect()
         if isinstance(self._client, RedisCluster):
             self._listeners = await self._cluster_listeners(self._client)
         else:
-            self._listeners = {"": _Listener(self._client.pubsub(), CONTROL_CHANNEL)}
+            self._listeners = {"": _Listener(self._client.connection_pool, CONTROL_CHANNEL)}
             # Pooled connections opened before an outage are dead; drop them rather than
             # fail the first command on each.
             with contextlib.suppress(*_ERRORS):
@@ -261,20 +290,21 @@ class RedisBackend(BusBackend):
             wanted[self._listener_name(channel)].append(channel)
         deadline = time.monotonic() + self._op_timeout
         for name, listener in self._listeners.items():
+            await self._call(listener.open())
             if self.cluster:
                 # One SSUBSCRIBE per channel: a shard subscription spans one slot only.
                 for channel in wanted[name]:
-                    await self._call(listener.pubsub.ssubscribe(channel))
+                    await self._call(listener.send("SSUBSCRIBE", channel))
             else:
-                await self._call(listener.pubsub.subscribe(*wanted[name]))
-            pending = set(wanted[name])
+                await self._call(listener.send("SUBSCRIBE", *wanted[name]))
+            pending = {channel.encode() for channel in wanted[name]}
             while pending:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise BusUnavailable(f"redis: {len(pending)} subscriptions not confirmed")
-                message = await self._call(listener.pubsub.get_message(timeout=left))
-                if message is not None and message["type"] == self._subscribed_type:
-                    pending.discard(_text(message["channel"]))
+                reply = await self._call(listener.next_reply(left))
+                if isinstance(reply, list) and reply[0] == self._subscribed_kind:
+                    pending.discard(reply[1])
 
     async def _cluster_listeners(self, cluster: RedisCluster) -> dict[str, _Listener]:
         """One subscriber connection per primary, on the slot map as it is now."""
@@ -299,8 +329,7 @@ class RedisBackend(BusBackend):
             pool = aioredis.ConnectionPool(
                 connection_class=node.connection_class, max_connections=1, **node.connection_kwargs
             )
-            pubsub = aioredis.Redis(connection_pool=pool).pubsub()
-            listeners[name] = _Listener(pubsub, controls[name], pool)
+            listeners[name] = _Listener(pool, controls[name], owns_pool=True)
         return listeners
 
     def _listener_name(self, channel: str) -> str:
@@ -326,14 +355,11 @@ class RedisBackend(BusBackend):
             raise BusUnavailable("redis: not connected")
         future = self._confirmations.get(channel)
         if future is None:
-            pubsub = self._listener_for(channel).pubsub
+            listener = self._listener_for(channel)
             future = asyncio.get_running_loop().create_future()
             self._confirmations[channel] = future
             try:
-                if self.cluster:
-                    await self._call(pubsub.ssubscribe(channel))
-                else:
-                    await self._call(pubsub.subscribe(channel))
+                await self._call(listener.send(self._subscribe_command, channel))
             except BusUnavailable:
                 # No confirmation is coming for a SUBSCRIBE that failed: do not leave one
                 # behind for the next subscribe of this channel to wait on.
@@ -352,11 +378,7 @@ class RedisBackend(BusBackend):
     async def unsubscribe(self, channel: str) -> None:
         if not self._listeners:
             return
-        pubsub = self._listener_for(channel).pubsub
-        if self.cluster:
-            await self._call(pubsub.sunsubscribe(channel))
-        else:
-            await self._call(pubsub.unsubscribe(channel))
+        await self._call(self._listener_for(channel).send(self._unsubscribe_command, channel))
 
     async def publish(self, channel: str, data: bytes) -> None:
         if isinstance(self._client, RedisCluster):
@@ -377,24 +399,25 @@ class RedisBackend(BusBackend):
                         raise BusUnavailable("redis: subscriber connection stopped answering PING")
                 elif now - listener.last_ping >= self._ping_interval:
                     listener.ping_sent_at = listener.last_ping = now
-                    await self._call(listener.pubsub.ping())
+                    await self._call(listener.send("PING"))
             try:
                 if len(listeners) == 1:
                     listener = listeners[0]
-                    message = await listener.pubsub.get_message(timeout=timeout)
+                    reply = await listener.next_reply(timeout)
                 else:
-                    listener, message = await self._next_of_many(listeners, timeout)
+                    listener, reply = await self._next_of_many(listeners, timeout)
             except _ERRORS as exc:
                 raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
-            if message is None:
+            if reply is None:
                 continue
-            kind = message["type"]
-            if kind == self._message_type:
-                return Message(_text(message["channel"]), message["data"])
-            if kind == "pong":
+            # Pushes are [kind, channel, data-or-count]; a PING's answer is [b"pong", b""].
+            kind = reply[0] if isinstance(reply, list) and reply else reply
+            if kind == self._message_kind:
+                return Message(_text(reply[1]), reply[2])
+            if kind in (b"pong", b"PONG"):
                 listener.ping_sent_at = None
-            elif kind == self._subscribed_type:
-                future = self._confirmations.get(_text(message["channel"]))
+            elif kind == self._subscribed_kind:
+                future = self._confirmations.get(_text(reply[1]))
                 if future is not None and not future.done():
                     future.set_result(None)
 
@@ -403,13 +426,13 @@ class RedisBackend(BusBackend):
     ) -> tuple[_Listener, Any]:
         """Wait on every connection at once; take one result, leave the others in flight.
 
-        A read is never cancelled mid-message (that would desynchronise the connection): it
-        stays in `listener.reading` until a later call takes it, or `disconnect` ends it.
+        A read in flight stays in `listener.reading` until a later call takes it, or
+        `disconnect` ends it: its reply, once read, must not be dropped.
         """
         for listener in listeners:
             if listener.reading is None:
                 listener.reading = asyncio.create_task(
-                    listener.pubsub.get_message(timeout=wait), name="bus-shard-read"
+                    listener.next_reply(wait), name="bus-shard-read"
                 )
         reads = [listener.reading for listener in listeners if listener.reading is not None]
         await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)

@@ -140,18 +140,19 @@ async def test_failed_subscribe_command_leaves_no_stale_confirmation(
 ) -> None:
     """A SUBSCRIBE that errors must not make the next subscribe wait for a reply never sent."""
     async with redis_harness.bus() as bus:
-        pubsub = bus.backend._pubsub
-        real = pubsub.subscribe
+        connection = bus.backend._listeners[""].connection
+        real = connection.send_command
         calls = 0
 
-        async def subscribe_once_failing(*channels):
+        async def subscribe_once_failing(*command, **options):
             nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise RedisConnectionError("injected")
-            return await real(*channels)
+            if command[0] == "SUBSCRIBE":
+                calls += 1
+                if calls == 1:
+                    raise RedisConnectionError("injected")
+            return await real(*command, **options)
 
-        monkeypatch.setattr(pubsub, "subscribe", subscribe_once_failing)
+        monkeypatch.setattr(connection, "send_command", subscribe_once_failing)
         listener = Recorder()
         channel = contact_channel(CONTACT)
         with pytest.raises(BusUnavailable):
