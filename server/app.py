@@ -22,7 +22,8 @@ from starlette.websockets import WebSocket
 
 from server import http_api, queues
 from server.bus import Bus, BusBackend, MemoryBackend
-from server.bus.redis import RedisBackend, RedisClient, cluster_client, is_cluster_url
+from server.bus.redis import RedisBackend, RedisClient
+from server.bus.redis_cluster import cluster_client, is_cluster_url
 from server.connect import ConnectClient
 from server.coordination import RedisCoordinator
 from server.gateway import Gateway, GatewayConfig

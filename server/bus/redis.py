@@ -1,8 +1,8 @@
 """The Redis backend: redis.asyncio, Lua for commits; a single node or a Redis Cluster.
 
 On a single node the process has one subscriber connection (SUBSCRIBE/PUBLISH). On a cluster
-(`redis+cluster://` URLs, see `cluster_client`) it has one per primary and uses sharded pub/sub
-(SSUBSCRIBE/SPUBLISH): a contact's channel lives in its keys' slot, so the commit script may
+(`redis+cluster://` URLs, server/bus/redis_cluster.py) it has one per primary and uses sharded
+pub/sub (SSUBSCRIBE/SPUBLISH): a contact's channel lives in its keys' slot, so the commit script may
 publish on it, and a shard channel's message only travels to the nodes serving its slot.
 """
 
@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from server.bus.base import (
@@ -34,78 +29,8 @@ from server.bus.base import (
     queue_channel,
     queue_members_key,
 )
-from server.bus.push_reader import PushReader
-
-# INCR, SET and PUBLISH in one script so a subscriber can never see a state that is not
-# stored, nor a stored state whose seq was not published. The seq counter outlives the state so
-# that a contact that comes back never reuses a seq a client has already seen; the caller's
-# floor (the last seq it knows of) keeps seq rising even after Redis restarted empty.
-_COMMIT = """
-local seq = redis.call('INCR', KEYS[1])
-local floor = tonumber(ARGV[8])
-if seq <= floor then
-  seq = floor + 1
-  redis.call('SET', KEYS[1], seq)
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-local msg = ARGV[1] .. seq .. '}'
-redis.call('SET', KEYS[2], msg, 'PX', ARGV[2])
-redis.call(ARGV[9], ARGV[3], msg)
-if KEYS[3] then
-  if ARGV[5] == '1' then
-    redis.call('SREM', KEYS[3], ARGV[7])
-  else
-    redis.call('SADD', KEYS[3], ARGV[7])
-  end
-  redis.call(ARGV[9], ARGV[4], msg)
-end
-return msg
-"""
-
-# On a cluster the queue's key and channel live in the queue's slot, not the contact's, so this
-# runs as a second step after _COMMIT (see RedisBackend.commit for why that is safe).
-_QUEUE_COMMIT = """
-if ARGV[1] == '1' then
-  redis.call('SREM', KEYS[1], ARGV[2])
-else
-  redis.call('SADD', KEYS[1], ARGV[2])
-end
-redis.call('SPUBLISH', ARGV[3], ARGV[4])
-return 1
-"""
-
-# See BusBackend.raise_floor. The state's seq is its last member, so its head is everything up
-# to `"seq":`.
-_RAISE_FLOOR = """
-local floor = tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current >= floor then
-  return {0, ''}
-end
-local seq = floor
-local msg = nil
-local state = redis.call('GET', KEYS[2])
-if state then
-  local head = string.match(state, '^(.*"seq":)%d+}$')
-  if head then
-    seq = floor + 1
-    msg = head .. seq .. '}'
-    local ttl = redis.call('PTTL', KEYS[2])
-    if ttl > 0 then
-      redis.call('SET', KEYS[2], msg, 'PX', ttl)
-    else
-      redis.call('SET', KEYS[2], msg)
-    end
-    redis.call(ARGV[4], ARGV[2], msg)
-    local queue = string.match(state, '"queue":"([^"]*)"')
-    if queue and ARGV[5] == '1' then
-      redis.call(ARGV[4], 'qc:queue:{' .. queue .. '}:events', msg)
-    end
-  end
-end
-redis.call('SET', KEYS[1], seq, 'PX', ARGV[3])
-return {seq, msg or ''}
-"""
+from server.bus.redis_scripts import COMMIT, QUEUE_COMMIT, QUEUE_IN_STATE, RAISE_FLOOR
+from server.bus.subscriber import SubscriberConnection
 
 # A channel nobody publishes on: it keeps the subscriber connection open even when no contact
 # is subscribed, so keep-alive pings can tell a live listener from a deaf one. On a cluster each
@@ -114,101 +39,7 @@ CONTROL_CHANNEL = "qc:control"
 
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError, hiredis.ProtocolError)
 
-# The queue a stored state belongs to, found as _RAISE_FLOOR finds it.
-_QUEUE_IN_STATE = re.compile(rb'"queue":"([^"]*)"')
-
 RedisClient = aioredis.Redis | RedisCluster
-
-CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
-
-
-def is_cluster_url(url: str) -> bool:
-    """Whether `url` names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
-    return urlsplit(url).scheme in CLUSTER_SCHEMES
-
-
-def cluster_client(url: str, timeout: float = 3.0) -> RedisCluster:
-    """A cluster client for `redis+cluster://[user:password@]host:port[,host:port...]`.
-
-    Every listed node is a startup node (one that answers is enough); `rediss+cluster://`
-    uses TLS. Like the single-node client its failures surface at once: the bus owns retries.
-
-    Raises:
-        ValueError: not a cluster URL, no node, a database other than 0, or a query string.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in CLUSTER_SCHEMES:
-        raise ValueError(f"not a Redis Cluster URL: {parts.scheme}://")
-    if parts.path not in ("", "/", "/0"):
-        raise ValueError("a Redis Cluster has only database 0")
-    if parts.query:
-        raise ValueError("Redis Cluster URLs take no query parameters")
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
-    nodes = []
-    for address in filter(None, hosts.split(",")):
-        host, colon, port = address.rpartition(":")
-        if not colon or address.endswith("]") or not port.isdigit():
-            host, port = address, "6379"
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))
-    if not nodes:
-        raise ValueError("a Redis Cluster URL needs at least one host:port")
-    return RedisCluster(
-        startup_nodes=nodes,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
-        ssl=CLUSTER_SCHEMES[parts.scheme],
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
-
-
-@dataclass(slots=True, eq=False)
-class _Listener:
-    """One subscriber connection: the only one on a single node, one per primary on a cluster.
-
-    redis-py opens it (TLS, AUTH, SELECT) and sends its commands; `PushReader` reads every
-    reply on it. No `PubSub` object: it would read replies itself, and keep every channel
-    ever subscribed in its bookkeeping, which only its own reading prunes.
-    """
-
-    pool: Any  # the connection pool it is taken from and given back to
-    control: str
-    owns_pool: bool = False  # a cluster primary's pool of one, ours to close
-    connection: Any = None
-    reader: PushReader | None = None
-    ping_sent_at: float | None = None
-    last_ping: float = 0.0
-    reading: asyncio.Task[Any] | None = None  # a read in flight (cluster only)
-
-    async def open(self) -> None:
-        self.connection = await self.pool.get_connection()
-        # The bus's own PING watchdog replaces redis-py's health check, which would read a
-        # reply on this connection behind the reader's back.
-        self.connection.health_check_interval = 0
-        self.reader = PushReader.of(self.connection)
-
-    async def send(self, *args: str) -> None:
-        """Send a command (SUBSCRIBE, UNSUBSCRIBE, PING...); its reply comes as a push."""
-        if self.connection is None:
-            raise BusUnavailable("redis: the subscriber connection is not open")
-        await self.connection.send_command(*args, check_health=False)
-
-    async def next_reply(self, wait: float | None) -> Any:
-        if self.reader is None:
-            raise BusUnavailable("redis: the subscriber connection is not open")
-        return await self.reader.next(wait)
-
-    async def close(self) -> None:
-        connection, self.connection, self.reader = self.connection, None, None
-        if connection is not None:
-            # nowait: a read may still hold the transport (redis-py issue 3941).
-            await connection.disconnect(nowait=True)
-            await self.pool.release(connection)
-        if self.owns_pool:
-            await self.pool.disconnect()
 
 
 class RedisBackend(BusBackend):
@@ -229,10 +60,10 @@ class RedisBackend(BusBackend):
         self.cluster = isinstance(client, RedisCluster)
         self._ping_interval = ping_interval
         self._op_timeout = op_timeout
-        self._listeners: dict[str, _Listener] = {}  # by node name ("" on a single node)
-        self._commit = client.register_script(_COMMIT)
-        self._queue_commit = client.register_script(_QUEUE_COMMIT)
-        self._raise_floor = client.register_script(_RAISE_FLOOR)
+        self._listeners: dict[str, SubscriberConnection] = {}  # by node name ("" on a single node)
+        self._commit = client.register_script(COMMIT)
+        self._queue_commit = client.register_script(QUEUE_COMMIT)
+        self._raise_floor = client.register_script(RAISE_FLOOR)
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         if self.cluster:
             self._publish_command = "SPUBLISH"
@@ -273,7 +104,9 @@ class RedisBackend(BusBackend):
         if isinstance(self._client, RedisCluster):
             self._listeners = await self._cluster_listeners(self._client)
         else:
-            self._listeners = {"": _Listener(self._client.connection_pool, CONTROL_CHANNEL)}
+            self._listeners = {
+                "": SubscriberConnection(self._client.connection_pool, CONTROL_CHANNEL)
+            }
             # Pooled connections opened before an outage are dead; drop them rather than
             # fail the first command on each.
             with contextlib.suppress(*_ERRORS):
@@ -306,7 +139,7 @@ class RedisBackend(BusBackend):
                 if isinstance(reply, list) and reply[0] == self._subscribed_kind:
                     pending.discard(reply[1])
 
-    async def _cluster_listeners(self, cluster: RedisCluster) -> dict[str, _Listener]:
+    async def _cluster_listeners(self, cluster: RedisCluster) -> dict[str, SubscriberConnection]:
         """One subscriber connection per primary, on the slot map as it is now."""
         await self._call(cluster.initialize())
         # Re-read the slot map (a no-op's cost when nothing moved) and drop pooled
@@ -324,12 +157,12 @@ class RedisBackend(BusBackend):
             owner = cluster.get_node_from_key(channel)
             if owner is not None:
                 controls.setdefault(owner.name, channel)
-        listeners: dict[str, _Listener] = {}
+        listeners: dict[str, SubscriberConnection] = {}
         for name, node in primaries.items():
             pool = aioredis.ConnectionPool(
                 connection_class=node.connection_class, max_connections=1, **node.connection_kwargs
             )
-            listeners[name] = _Listener(pool, controls[name], owns_pool=True)
+            listeners[name] = SubscriberConnection(pool, controls[name], owns_pool=True)
         return listeners
 
     def _listener_name(self, channel: str) -> str:
@@ -343,7 +176,7 @@ class RedisBackend(BusBackend):
             raise BusUnavailable(f"redis: no node serves {channel}")
         return node.name
 
-    def _listener_for(self, channel: str) -> _Listener:
+    def _listener_for(self, channel: str) -> SubscriberConnection:
         listener = self._listeners.get(self._listener_name(channel))
         if listener is None:
             # A primary appeared after we connected (resharding, failover): not followed.
@@ -422,8 +255,8 @@ class RedisBackend(BusBackend):
                     future.set_result(None)
 
     async def _next_of_many(
-        self, listeners: Sequence[_Listener], wait: float
-    ) -> tuple[_Listener, Any]:
+        self, listeners: Sequence[SubscriberConnection], wait: float
+    ) -> tuple[SubscriberConnection, Any]:
         """Wait on every connection at once; take one result, leave the others in flight.
 
         A read in flight stays in `listener.reading` until a later call takes it, or
@@ -495,7 +328,7 @@ class RedisBackend(BusBackend):
             "0" if self.cluster else "1",
         ]
         seq, msg = await self._call(self._raise_floor(keys=keys, args=args))
-        if self.cluster and msg and (match := _QUEUE_IN_STATE.search(msg)):
+        if self.cluster and msg and (match := QUEUE_IN_STATE.search(msg)):
             queue = match.group(1).decode()
             await self.publish(queue_channel(queue), msg)
         return int(seq)

@@ -9,7 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 from server.app import redis_client
 from server.bus import contact_channel, queue_channel
 from server.bus.base import contact_seq_key, contact_state_key, queue_members_key
-from server.bus.redis import cluster_client, is_cluster_url
+from server.bus.redis_cluster import cluster_client, is_cluster_url
 from server.coordination import lease_key, polled_key
 from tests.bus.conftest import Recorder, head
 

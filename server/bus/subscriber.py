@@ -1,4 +1,4 @@
-"""Replies on a Redis subscriber connection, read in bulk.
+"""A Redis subscriber connection, and its replies read in bulk.
 
 redis-py's `PubSub.get_message` takes one reply per call through several layers (a retry
 wrapper, a timeout context, a health check, a dict per message): ~25 us of CPU per message,
@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
+
+from server.bus.base import BusUnavailable
 
 # One read takes what the kernel has, up to this much; every complete reply in it is kept.
 _READ_SIZE = 1 << 16
@@ -78,3 +81,49 @@ class PushReader:
         self._parser.feed(data)
         while (reply := self._parser.gets()) is not False:
             self._replies.append(reply)
+
+
+@dataclass(slots=True, eq=False)
+class SubscriberConnection:
+    """One subscriber connection: the only one on a single node, one per primary on a cluster.
+
+    redis-py opens it (TLS, AUTH, SELECT) and sends its commands; `PushReader` reads every
+    reply on it. No `PubSub` object: it would read replies itself, and keep every channel
+    ever subscribed in its bookkeeping, which only its own reading prunes.
+    """
+
+    pool: Any  # the connection pool it is taken from and given back to
+    control: str
+    owns_pool: bool = False  # a cluster primary's pool of one, ours to close
+    connection: Any = None
+    reader: PushReader | None = None
+    ping_sent_at: float | None = None
+    last_ping: float = 0.0
+    reading: asyncio.Task[Any] | None = None  # a read in flight (cluster only)
+
+    async def open(self) -> None:
+        self.connection = await self.pool.get_connection()
+        # The bus's own PING watchdog replaces redis-py's health check, which would read a
+        # reply on this connection behind the reader's back.
+        self.connection.health_check_interval = 0
+        self.reader = PushReader.of(self.connection)
+
+    async def send(self, *args: str) -> None:
+        """Send a command (SUBSCRIBE, UNSUBSCRIBE, PING...); its reply comes as a push."""
+        if self.connection is None:
+            raise BusUnavailable("redis: the subscriber connection is not open")
+        await self.connection.send_command(*args, check_health=False)
+
+    async def next_reply(self, wait: float | None) -> Any:
+        if self.reader is None:
+            raise BusUnavailable("redis: the subscriber connection is not open")
+        return await self.reader.next(wait)
+
+    async def close(self) -> None:
+        connection, self.connection, self.reader = self.connection, None, None
+        if connection is not None:
+            # nowait: a read may still hold the transport (redis-py issue 3941).
+            await connection.disconnect(nowait=True)
+            await self.pool.release(connection)
+        if self.owns_pool:
+            await self.pool.disconnect()

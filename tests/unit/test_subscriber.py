@@ -10,7 +10,7 @@ import asyncio
 import hiredis
 import pytest
 
-from server.bus.push_reader import PushReader
+from server.bus.subscriber import PushReader
 
 
 def message(channel: bytes, data: bytes) -> bytes:

@@ -1,0 +1,79 @@
+"""The Lua scripts of the Redis backend (server/bus/redis.py): each is one atomic step."""
+
+from __future__ import annotations
+
+import re
+
+# INCR, SET and PUBLISH in one script so a subscriber can never see a state that is not
+# stored, nor a stored state whose seq was not published. The seq counter outlives the state so
+# that a contact that comes back never reuses a seq a client has already seen; the caller's
+# floor (the last seq it knows of) keeps seq rising even after Redis restarted empty.
+COMMIT = """
+local seq = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[8])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[1], seq)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+local msg = ARGV[1] .. seq .. '}'
+redis.call('SET', KEYS[2], msg, 'PX', ARGV[2])
+redis.call(ARGV[9], ARGV[3], msg)
+if KEYS[3] then
+  if ARGV[5] == '1' then
+    redis.call('SREM', KEYS[3], ARGV[7])
+  else
+    redis.call('SADD', KEYS[3], ARGV[7])
+  end
+  redis.call(ARGV[9], ARGV[4], msg)
+end
+return msg
+"""
+
+# On a cluster the queue's key and channel live in the queue's slot, not the contact's, so this
+# runs as a second step after COMMIT (see RedisBackend.commit for why that is safe).
+QUEUE_COMMIT = """
+if ARGV[1] == '1' then
+  redis.call('SREM', KEYS[1], ARGV[2])
+else
+  redis.call('SADD', KEYS[1], ARGV[2])
+end
+redis.call('SPUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+# See BusBackend.raise_floor. The state's seq is its last member, so its head is everything up
+# to `"seq":`.
+RAISE_FLOOR = """
+local floor = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current >= floor then
+  return {0, ''}
+end
+local seq = floor
+local msg = nil
+local state = redis.call('GET', KEYS[2])
+if state then
+  local head = string.match(state, '^(.*"seq":)%d+}$')
+  if head then
+    seq = floor + 1
+    msg = head .. seq .. '}'
+    local ttl = redis.call('PTTL', KEYS[2])
+    if ttl > 0 then
+      redis.call('SET', KEYS[2], msg, 'PX', ttl)
+    else
+      redis.call('SET', KEYS[2], msg)
+    end
+    redis.call(ARGV[4], ARGV[2], msg)
+    local queue = string.match(state, '"queue":"([^"]*)"')
+    if queue and ARGV[5] == '1' then
+      redis.call(ARGV[4], 'qc:queue:{' .. queue .. '}:events', msg)
+    end
+  end
+end
+redis.call('SET', KEYS[1], seq, 'PX', ARGV[3])
+return {seq, msg or ''}
+"""
+
+# The queue a stored state belongs to, found as RAISE_FLOOR finds it.
+QUEUE_IN_STATE = re.compile(rb'"queue":"([^"]*)"')
