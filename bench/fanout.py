@@ -60,6 +60,9 @@ SCENARIOS = {
     "50k": (50, 100, 50_000),
 }
 TICK = 0.005  # seconds between two injection batches
+# Target name suffix -> uvicorn WebSocket implementation of the broadcaster peer: `broadcaster`
+# is uvicorn's default (websockets-sansio); the others compare the stacks on the same app.
+PEERS = {"": "auto", "-websockets": "websockets", "-wsproto": "wsproto"}
 
 
 @dataclass
@@ -420,17 +423,17 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         service_command(emu.info, "--redis-url", redis.url, *args.service_flag),
                         "queuecast-serve ready ",
                     ),
-                    "broadcaster": (
-                        [
-                            *service_command(emu.info)[:1],
-                            "bench/peers/broadcaster_server.py",
-                            "--redis-url",
-                            redis.url,
-                            "--port",
-                            "0",
-                        ],
-                        "broadcaster-peer ready ",
-                    ),
+                    **{
+                        f"broadcaster{suffix}": (
+                            [
+                                *service_command(emu.info)[:1],
+                                "bench/peers/broadcaster_server.py",
+                                *("--redis-url", redis.url, "--port", "0", "--ws", ws),
+                            ],
+                            "broadcaster-peer ready ",
+                        )
+                        for suffix, ws in PEERS.items()
+                    },
                 }
                 for name in args.targets.split(","):
                     command, ready = targets[name]
@@ -448,7 +451,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
-    parser.add_argument("--targets", default="queuecast,broadcaster")
+    parser.add_argument(
+        "--targets",
+        default="queuecast,broadcaster",
+        help="comma-separated: queuecast, broadcaster, broadcaster-websockets (uvicorn's legacy"
+        " implementation), broadcaster-wsproto",
+    )
     parser.add_argument("--duration", type=float, default=25.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for stragglers")
@@ -458,6 +466,7 @@ def main() -> int:
         "--service-flag", action="append", default=[], help="extra `queuecast serve` flag"
     )
     parser.add_argument("--subscribe", choices=["staged", "burst"], default="staged")
+
     parser.add_argument(
         "--profile",
         help="py-spy the servers into <target>-PROFILE (.svg flame graph, .txt collapsed stacks),"

@@ -70,6 +70,7 @@ async def main_async(args: argparse.Namespace) -> None:
     config = uvicorn.Config(
         create_app(args.redis_url),
         log_level="warning",
+        ws=args.ws,
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
     )
@@ -86,6 +87,10 @@ def main() -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
+    # uvicorn's WebSocket implementations, compared in docs/websocket-stack.md.
+    parser.add_argument(
+        "--ws", choices=["auto", "websockets-sansio", "websockets", "wsproto"], default="auto"
+    )
     # uvicorn's own defaults; bench/ping_spread.py shortens both for a bounded run.
     parser.add_argument("--ws-ping-interval", type=float, default=20.0)
     parser.add_argument("--ws-ping-timeout", type=float, default=20.0)
