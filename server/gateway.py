@@ -22,20 +22,15 @@ from server.bus import Bus
 from server.events import ContactEvent
 from server.limits import SocketsPerAddress
 from server.poller import ContactPoller
-from server.protocol import error_frame
+from server.protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, error_frame
 from server.security import LIMIT_HITS, AccessPolicy
-from server.session import (
-    CLOSE_GOING_AWAY,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TIMEOUT,
-    ClientSession,
-)
+from server.session import ClientSession
 from server.tokens import TokenVerifier
 
 log = logging.getLogger("queuecast.gateway")
 
 SUBPROTOCOL = "queuecast.v1"
+CLOSE_TIMEOUT = 1.0  # seconds a closing handshake may take before the socket is dropped
 BEARER_PREFIX = "bearer."
 
 

@@ -59,6 +59,11 @@ class Outbox:
     def discard(self, contact: str) -> None:
         self._events.pop(contact, None)
 
+    def clear(self) -> None:
+        """Drop everything pending, events and control frames alike."""
+        self._events.clear()
+        self._control = None
+
     def pop(self) -> str | None:
         """The next frame to send: control frames first, then states in arrival order."""
         if self._control:

@@ -15,6 +15,13 @@ MAX_QUEUE_ID_LENGTH = 250
 
 PONG = '{"type":"pong"}'
 
+# WebSocket close codes the server sends (RFC 6455 7.4.1; docs/protocol.md).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # the server is shutting down
+CLOSE_POLICY = 1008  # unauthorized, token expired, rate limit, too many unread replies
+CLOSE_FRAME_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013  # the client did not read for send_timeout
+
 
 class ProtocolError(ValueError):
     """A client message that cannot be served; answered with an `error` frame."""

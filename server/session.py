@@ -7,18 +7,15 @@ there is exactly one task besides the connection's own (the receive loop; the se
 in the connection's task), none per subscription; its deadlines (authenticate, token expiry,
 re-authenticate) are loop timers, not tasks.
 
-Access: a socket authenticates with its first message (`{"op":"auth","token":...}`) or the
-`bearer.<token>` subprotocol, and from then on may subscribe only to what its token's `Grant`
-allows. Until it has (and while its token is expired) it receives no event at all.
+Access (authenticate, token expiry, re-authenticate) is `SessionAccess`, its base class in
+server/session_access.py. Until a socket has authenticated (and while its token is expired)
+it receives no event at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import time
-from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from functools import partial
@@ -34,6 +31,9 @@ from server.events import ContactEvent
 from server.limits import Admission, MessageRate
 from server.outbox import Outbox, OutboxFull
 from server.protocol import (
+    CLOSE_FRAME_TOO_BIG,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN_LATER,
     PONG,
     Auth,
     ClientMessage,
@@ -43,34 +43,25 @@ from server.protocol import (
     error_frame,
     parse_client_message,
 )
-from server.security import AUTH_RESULTS, LIMIT_HITS
-from server.tokens import ANONYMOUS, Grant, TokenError
+from server.security import LIMIT_HITS
+from server.session_access import SessionAccess
+from server.tokens import ANONYMOUS, Grant
 from server.wsframes import FRAME_WRITER, FrameWriter
 
 if TYPE_CHECKING:
     from server.gateway import Gateway
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_TIMEOUT = 1.0
-CLOSE_FRAME_TOO_BIG = 1009
 
 
 # Shared by every session's sets until they get a member.
 _NOTHING: frozenset[str] = frozenset()
 
 
-class ClientSession:
+class ClientSession(SessionAccess):
     """One WebSocket client: its subscriptions, its outbox, its receive and send loops."""
 
     # Thousands per process: slots keep each one small and its hot fields close together.
     __slots__ = (
         "_attached",
-        "_deadline",
-        "_expired",
-        "_expires_at",
         "_finished",
         "_gateway",
         "_handling",
@@ -89,7 +80,6 @@ class ClientSession:
         "close_code",
         "close_reason",
         "contacts",
-        "grant",
         "outbox",
         "queues",
         "streaming",
@@ -313,122 +303,6 @@ class ClientSession:
             self.request_close(CLOSE_POLICY, "too many unread replies")
             return
         self._wake_sender()
-
-    # -- access ----------------------------------------------------------------------------
-
-    async def start(self, bearer: str | None) -> None:
-        """Authenticate with the handshake's token, or give the client `auth_timeout`."""
-        if bearer is not None:
-            await self._authenticate(bearer)
-        elif self.grant is None:
-            self._set_deadline(self._gateway.config.auth_timeout, self._auth_timed_out)
-
-    def _set_deadline(self, delay: float, callback: Callable[[], None]) -> None:
-        self.cancel_deadline()
-        self._deadline = self._loop.call_later(max(0.0, delay), callback)
-
-    def cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _auth_timed_out(self) -> None:
-        self._deadline = None
-        if self.grant is None:
-            LIMIT_HITS.labels("auth_timeout").inc()
-            self._send_error("unauthorized", 'authenticate first: {"op":"auth","token":...}')
-            self.request_close(CLOSE_POLICY, "authentication timeout")
-
-    def _reauth_timed_out(self) -> None:
-        self._deadline = None
-        if self._expired:
-            LIMIT_HITS.labels("reauth_timeout").inc()
-            self.request_close(CLOSE_POLICY, "token expired")
-
-    def _expire(self) -> None:
-        """The token ran out: stop the stream, keep the subscriptions for a re-auth."""
-        self._deadline = None
-        if self._expired or self.grant is None:
-            return
-        self._expired = True
-        self._expires_at = None
-        # Events already queued are not for an expired client either; pending control
-        # frames (a pong, an error) go with them.
-        self.outbox = Outbox()
-        LIMIT_HITS.labels("token_expired").inc()
-        self._send_error("token_expired", "the token expired; send a new one with op auth")
-        self._set_deadline(self._gateway.config.reauth_timeout, self._reauth_timed_out)
-
-    async def _authenticate(self, token: str) -> None:
-        access = self._gateway.config.access
-        if not access.verifier.enabled:
-            self._send_error("unsupported", "this server has no token keys (anonymous mode)")
-            return
-        try:
-            grant = access.verifier.verify(token)
-        except TokenError as exc:
-            AUTH_RESULTS.labels(exc.outcome).inc()
-            self._send_error("unauthorized", exc.message)
-            self.request_close(CLOSE_POLICY, "unauthorized")
-            return
-        AUTH_RESULTS.labels("ok").inc()
-        resuming = self._expired
-        self.grant, self._expired = grant, False
-        self.cancel_deadline()
-        self._expires_at = None
-        if grant.exp is not None:
-            remaining = grant.exp + access.verifier.leeway - time.time()
-            self._expires_at = self._loop.time() + remaining
-            self._set_deadline(remaining, self._expire)
-        self._send_control(
-            json.dumps(
-                {"type": "authenticated", "scope": grant.scope, "exp": grant.exp},
-                separators=(",", ":"),
-            )
-        )
-        await self._drop_outside(grant)
-        if resuming:
-            await self._resend_snapshots()
-
-    async def _drop_outside(self, grant: Grant) -> None:
-        """A new token may allow less than the last one: release what it does not cover."""
-        contacts = [c for c, i in self.contacts.items() if not grant.allows_contact(c, i)]
-        queues = [q for q in self.queues if not grant.allows_queue(q)]
-        for contact in contacts:
-            await self._release_contact(contact)
-        for queue in queues:
-            await self._release_queue(queue)
-        if contacts or queues:
-            self._send_error("forbidden", "subscriptions the new token does not allow were ended")
-
-    async def _resend_snapshots(self) -> None:
-        """After a re-auth: the current state of everything subscribed, as snapshots."""
-        contacts = [c for c in self.contacts if c not in self._finished]
-        bus = self._gateway.bus
-        try:
-            for contact in contacts:
-                self._last_seq.pop(contact, None)
-            states = [s for s in await bus.read_states(contacts) if s is not None]
-            for queue in tuple(self.queues):
-                members = [m for m in await bus.queue_members(queue) if m not in self.contacts]
-                for member in members:
-                    self._last_seq.pop(member, None)
-                states.extend(
-                    s
-                    for s in await bus.read_states(members)
-                    if s is not None and not s.ended and s.queue == queue
-                )
-        except BusUnavailable:
-            self._send_error("unavailable", "the event bus is unreachable; resubscribe")
-            return
-        for state in states:
-            shown = state if state.ended else state.as_type("snapshot")
-            self.offer(shown, shown.encode().decode())
-
-    def _forbidden(self) -> None:
-        # The same answer whether or not the contact or queue exists, and without its id.
-        LIMIT_HITS.labels("scope").inc()
-        self._send_error("forbidden", "this token does not allow that subscription")
 
     # -- loops -----------------------------------------------------------------------------
 
