@@ -107,6 +107,19 @@ def test_pending_update_replaced_by_update_keeps_shared_text() -> None:
     assert outbox.pop() is shared
 
 
+def test_clear_drops_events_and_control_frames_and_keeps_the_bound() -> None:
+    outbox = Outbox(max_control=2)
+    put(outbox, event("a", 1))
+    outbox.put_control("x")
+    outbox.put_control("x")
+    outbox.clear()
+    assert not outbox and len(outbox) == 0 and outbox.pop() is None
+    outbox.put_control("y")
+    outbox.put_control("y")
+    with pytest.raises(OutboxFull):
+        outbox.put_control("y")
+
+
 def test_discard_drops_only_that_contact() -> None:
     outbox = Outbox()
     put(outbox, event("a", 1))
