@@ -209,6 +209,13 @@ def print_result(summary: str, result: dict[str, Any]) -> None:
     print(json.dumps(result, separators=(",", ":")))
 
 
+def add_pinned_target_args(parser: Any) -> None:
+    """The options every `run_pinned_targets` benchmark takes."""
+    parser.add_argument("--server-core", type=int, default=0)
+    parser.add_argument("--load-core", type=int, default=1)
+    parser.add_argument("--json-out", help="also write the results here")
+
+
 def run_pinned_targets(
     args: Any,
     run: Callable[[Any], Coroutine[Any, Any, list[dict[str, Any]]]],

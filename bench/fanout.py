@@ -42,6 +42,7 @@ import httpx
 import redis.asyncio as aioredis
 from _harness import (
     SERVICE_ENV,
+    add_pinned_target_args,
     child,
     cpu_split,
     quiet_contact_center,
@@ -466,15 +467,12 @@ def main() -> int:
         "--service-flag", action="append", default=[], help="extra `queuecast serve` flag"
     )
     parser.add_argument("--subscribe", choices=["staged", "burst"], default="staged")
-
     parser.add_argument(
         "--profile",
         help="py-spy the servers into <target>-PROFILE (.svg flame graph, .txt collapsed stacks),"
         " or `perf record -g` them when PROFILE ends in .data",
     )
-    parser.add_argument("--server-core", type=int, default=0)
-    parser.add_argument("--load-core", type=int, default=1)
-    parser.add_argument("--json-out", help="also write the results here")
+    add_pinned_target_args(parser)
     return run_pinned_targets(parser.parse_args(), run, summary)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from _harness import (
     SERVICE_ENV,
+    add_pinned_target_args,
     child,
     quiet_contact_center,
     run_pinned_targets,
@@ -176,9 +177,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=4.0, help="keep-alive ping interval")
     parser.add_argument("--rounds", type=float, default=3.0, help="intervals measured")
     parser.add_argument("--targets", default="queuecast,broadcaster")
-    parser.add_argument("--server-core", type=int, default=0)
-    parser.add_argument("--load-core", type=int, default=1)
-    parser.add_argument("--json-out", help="also write the results here")
+    add_pinned_target_args(parser)
     return run_pinned_targets(parser.parse_args(), run, summary)
 
 

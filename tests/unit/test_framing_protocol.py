@@ -8,7 +8,9 @@ and a frame it takes only part of must reach the peer whole, before anything wri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
@@ -143,9 +145,10 @@ async def test_a_ping_left_in_the_buffer_ends_the_sink() -> None:
         protocol.pong_timer.cancel()
 
 
-async def open_loopback() -> tuple[FramingProtocol, socket.socket, asyncio.Server]:
+@contextlib.asynccontextmanager
+async def loopback() -> AsyncIterator[tuple[FramingProtocol, socket.socket]]:
     """A `FramingProtocol` on a real accepted connection (handshake skipped), and the
-    client's blocking socket."""
+    client's blocking socket; both closed on the way out."""
     config = uvicorn.Config(app, ws=FramingProtocol, ws_per_message_deflate=False)
     config.load()
     made: asyncio.Future[FramingProtocol] = asyncio.get_running_loop().create_future()
@@ -158,9 +161,17 @@ async def open_loopback() -> tuple[FramingProtocol, socket.socket, asyncio.Serve
     server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     client = socket.create_connection(("127.0.0.1", port))
-    protocol = await asyncio.wait_for(made, 5)
-    protocol.conn.state = State.OPEN
-    return protocol, client, server
+    protocol: FramingProtocol | None = None
+    try:
+        protocol = await asyncio.wait_for(made, 5)
+        protocol.conn.state = State.OPEN
+        yield protocol, client
+    finally:
+        client.close()
+        if protocol is not None:
+            protocol.transport.close()
+        server.close()
+        await server.wait_closed()
 
 
 def read_all(client: socket.socket, size: int) -> bytes:
@@ -174,8 +185,7 @@ def read_all(client: socket.socket, size: int) -> bytes:
 
 
 async def test_on_a_real_connection_the_sink_is_the_sockets_send() -> None:
-    protocol, client, server = await open_loopback()
-    try:
+    async with loopback() as (protocol, client):
         sink = protocol.frame_sink(lambda: None)
         assert sink is not None
         sock = protocol.transport._sock  # type: ignore[attr-defined]
@@ -184,18 +194,12 @@ async def test_on_a_real_connection_the_sink_is_the_sockets_send() -> None:
         for frame in frames:
             assert sink.send(frame) == len(frame)
         assert read_all(client, sum(map(len, frames))) == b"".join(frames)
-    finally:
-        client.close()
-        protocol.transport.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_frame_taken_in_part_reaches_the_peer_whole_and_first() -> None:
     """Fill the socket until `send` takes part of a frame: `write_rest` buffers the rest, the
     sink ends (the buffer is not empty), and what is written afterwards comes after it."""
-    protocol, client, server = await open_loopback()
-    try:
+    async with loopback() as (protocol, client):
         calls: list[str] = []
         sink = protocol.frame_sink(lambda: calls.append("blocked"))
         assert sink is not None
@@ -219,11 +223,6 @@ async def test_a_frame_taken_in_part_reaches_the_peer_whole_and_first() -> None:
         assert received.endswith(after)
         await asyncio.sleep(0.05)  # the transport drains its buffer
         assert protocol.frame_sink(lambda: None) is not None, "lent again once drained"
-    finally:
-        client.close()
-        protocol.transport.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_first_pings_of_sockets_opened_together_are_spread() -> None:
