@@ -20,24 +20,25 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server import http_api, queues
-from server.bus import Bus, BusBackend, MemoryBackend
-from server.bus.redis import RedisBackend, RedisClient
-from server.bus.redis_cluster import cluster_client, is_cluster_url
-from server.connect import ConnectClient
-from server.coordination import RedisCoordinator
-from server.gateway import Gateway, GatewayConfig
-from server.poller import ContactPoller, PollerConfig
-from server.redaction import Redactor, install_log_redaction
-from server.runtime import Runtime
-from server.security import (
+from server.access.policy import (
     AccessPolicy,
     SecurityHeadersMiddleware,
     secrets_to_scrub,
     security_headers,
 )
+from server.access.redaction import Redactor, install_log_redaction
+from server.browser.gateway import Gateway, GatewayConfig
+from server.browser.ws_protocol import text_frame
+from server.bus import Bus, BusBackend, MemoryBackend
+from server.bus.redis import RedisBackend, RedisClient
+from server.bus.redis_cluster import cluster_client, is_cluster_url
+from server.connect.client import ConnectClient
+from server.connect.coordination import RedisCoordinator
+from server.connect.poller import ContactPoller, PollerConfig
+from server.http import api as http_api
+from server.http import queues
+from server.runtime import Runtime
 from server.settings import Settings
-from server.wsframes import text_frame
 
 log = logging.getLogger("queuecast")
 

@@ -25,15 +25,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server import tokens
 from server._lifecycle import AsyncCloseable, cancel_and_wait
+from server.access import tokens
 from server.app import create_app
 from server.emulator import Emulator, EmulatorConfig, QueueSpec, create_emulator_app
 from server.emulator.model import UnknownQueueError
 from server.events import utc_iso
+from server.http.serving import DrainingServer, bind_socket, print_ready, socket_url
 from server.logs import configure_logging
 from server.runtime import Runtime
-from server.serving import DrainingServer, bind_socket, print_ready, socket_url
 from server.settings import Settings
 
 log = logging.getLogger("queuecast.demo")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.browser.gateway import Gateway
 from server.bus import Bus
-from server.connect import ConnectClient
-from server.gateway import Gateway
-from server.poller import ContactPoller
+from server.connect.client import ConnectClient
+from server.connect.poller import ContactPoller
 from server.settings import Settings
 
 

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from server.serving import bind_socket, print_ready, serve_until_stopped
+from server.http.serving import bind_socket, print_ready, serve_until_stopped
 
 
 def create_app(redis_url: str) -> Starlette:

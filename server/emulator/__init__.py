@@ -6,7 +6,7 @@ from __future__ import annotations
 from server.emulator.app import create_emulator_app
 from server.emulator.config import LEAVE_MODES, EmulatorConfig
 from server.emulator.model import QueueModel, QueueSpec
-from server.emulator.runtime import Emulator
+from server.emulator.simulator import Emulator
 
 __all__ = [
     "LEAVE_MODES",

@@ -21,9 +21,9 @@ from starlette.routing import Route
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.emulator.config import EmulatorConfig
 from server.emulator.control import control_routes
-from server.emulator.events import ContactEventPoster
+from server.emulator.eventbridge import ContactEventPoster
 from server.emulator.model import Contact, ContactStatus
-from server.emulator.runtime import Emulator, Quota
+from server.emulator.simulator import Emulator, Quota
 from server.emulator.wire import (
     AwsError,
     aws_response,

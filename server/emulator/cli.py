@@ -13,9 +13,9 @@ import uvicorn
 from server.emulator.app import create_emulator_app
 from server.emulator.config import DEFAULT_QUEUES, LEAVE_MODES, EmulatorConfig
 from server.emulator.model import QueueSpec
-from server.emulator.runtime import Emulator
+from server.emulator.simulator import Emulator
+from server.http.serving import DrainingServer, bind_socket, print_ready, serve_until_stopped
 from server.ids import instance_arn
-from server.serving import DrainingServer, bind_socket, print_ready, serve_until_stopped
 
 READY_PREFIX = "queuecast-simulate ready "
 GRACEFUL_SHUTDOWN_S = 2  # stalled requests (fault injection) must not hold shutdown forever

@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.emulator.model import NotWaitingError, UnknownQueueError
-from server.emulator.runtime import OPERATIONS, Emulator, OperationStats
 from server.emulator.sim_config import ConfigError, apply_config, config_json
+from server.emulator.simulator import OPERATIONS, Emulator, OperationStats
 from server.events import utc_iso
 
 MAX_CONTROL_BODY = 64 * 1024

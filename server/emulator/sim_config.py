@@ -8,7 +8,7 @@ from typing import Any
 from server.emulator.config import LEAVE_MODES
 from server.emulator.faults import FaultSettings
 from server.emulator.model import Queue
-from server.emulator.runtime import Emulator, Quota
+from server.emulator.simulator import Emulator, Quota
 
 
 class ConfigError(ValueError):

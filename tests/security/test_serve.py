@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from server.tokens import TokenVerifier
+from server.access.tokens import TokenVerifier
 from tests.support.emulator import REPO_ROOT
 from tests.support.service import TEST_SECRET, start_service_process
 from tests.support.wsclient import ws_client

@@ -10,11 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from server.limits import Admission, MessageRate, SocketsPerAddress
-from server.redaction import Redactor
-from server.security import default_content_security_policy, hmac_secrets
+from server.access.policy import default_content_security_policy, hmac_secrets
+from server.access.redaction import Redactor
+from server.access.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier, mint
+from server.browser.limits import Admission, MessageRate, SocketsPerAddress
 from server.settings import Settings
-from server.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier, mint
 
 SECRET = "s" * 40
 OTHER = "o" * 40

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from server.tokens import mint
+from server.access.tokens import mint
 from tests.support import TIMEOUT_SCALE
 from tests.support.emulator import REPO_ROOT, EmulatorHandle, read_ready, stop_process
 

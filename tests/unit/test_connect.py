@@ -13,7 +13,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from server.connect import (
+from server.connect.client import (
     ESTIMATED_WAIT_TIME,
     POSITION_IN_QUEUE,
     MetricsResult,

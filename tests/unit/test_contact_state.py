@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.contact_state import ContactState, Observation, change_for, is_stale
+from server.connect.contact_state import ContactState, Observation, change_for, is_stale
 from server.events import ContactEvent
 from tests.unit._factories import make_event
 

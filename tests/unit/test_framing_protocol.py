@@ -17,7 +17,7 @@ import uvicorn
 from uvicorn.server import ServerState
 from websockets.protocol import State
 
-from server.wsframes import FramingProtocol, text_frame
+from server.browser.ws_protocol import FramingProtocol, text_frame
 
 
 class FakeTransport:

@@ -12,8 +12,8 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from server.handshake import with_handshake_timeout
-from server.wsframes import FramingProtocol
+from server.browser.ws_protocol import FramingProtocol
+from server.http.header_timeout import with_handshake_timeout
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

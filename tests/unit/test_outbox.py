@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server.browser.outbox import Outbox, OutboxFull
 from server.events import ContactEvent, decode_event
-from server.outbox import Outbox, OutboxFull
 from tests.unit._factories import make_event
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.protocol import (
+from server.browser.protocol import (
     PONG,
     Auth,
     Ping,

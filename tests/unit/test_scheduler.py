@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.scheduler import PollScheduler
+from server.connect.scheduler import PollScheduler
 
 EPS = 1e-6
 

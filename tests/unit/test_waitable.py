@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server._waitable import Flag, MessageQueue
+from server.browser._waitable import Flag, MessageQueue
 
 
 async def test_flag_wakes_every_waiter_and_stays_set() -> None:

@@ -7,7 +7,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from server.wsframes import text_frame
+from server.browser.ws_protocol import text_frame
 
 
 def framed_by_websockets(text: str) -> bytes:

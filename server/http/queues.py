@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.access.policy import authorize_request
+from server.browser.protocol import MAX_QUEUE_ID_LENGTH, error_frame
 from server.bus import BusUnavailable
 from server.events import ContactEvent, utc_iso
-from server.protocol import MAX_QUEUE_ID_LENGTH, error_frame
 from server.runtime import Runtime
-from server.security import authorize_request
 
 MAX_LISTED_QUEUES = 100
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from server.bus import Bus, BusUnavailable
-from server.contact_state import ContactState
+from server.connect.contact_state import ContactState
 from server.events import EventType, encode_head, seq_of, utc_iso
 
 log = logging.getLogger("queuecast.poller")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.coordination import Wanted
+from server.connect.coordination import Wanted
 
 
 @dataclass(slots=True)

@@ -19,9 +19,12 @@ from typing import Any
 from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.bus import Bus, BusUnavailable
-from server.connect import ConnectClient, MetricsResult, Outcome
-from server.contact_state import ContactState, Observation, change_for, is_stale
-from server.coordination import Coordinator, LocalCoordinator, Start, Wanted
+from server.connect.client import ConnectClient, MetricsResult, Outcome
+from server.connect.contact_state import ContactState, Observation, change_for, is_stale
+from server.connect.coordination import Coordinator, LocalCoordinator, Start, Wanted
+from server.connect.interest import InterestBook
+from server.connect.publisher import ContactPublisher
+from server.connect.scheduler import PollScheduler
 from server.events import (
     REASON_INVALID,
     REASON_LEFT_QUEUE,
@@ -29,10 +32,7 @@ from server.events import (
     ContactEvent,
     utc_iso,
 )
-from server.interest import InterestBook
-from server.publisher import ContactPublisher
 from server.ratelimit import TokenBucket
-from server.scheduler import PollScheduler
 
 log = logging.getLogger("queuecast.poller")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from server.security import LIMIT_HITS
+from server.access.policy import LIMIT_HITS
 
 
 def with_handshake_timeout(timeout: float) -> type[asyncio.Protocol]:

@@ -1,7 +1,7 @@
 """Who may do what: the access policy (token keys, anonymous mode), the HTTP API guard, the
 security headers of HTTP responses, and the counters of refused requests.
 
-The WebSocket side of the same policy lives in `server.gateway`.
+The WebSocket side of the same policy lives in `server.browser.gateway`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.protocol import error_frame
+from server.access.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier
+from server.access.tokens import Scope as TokenScope
+from server.browser.protocol import error_frame
 from server.settings import Settings
-from server.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier
-from server.tokens import Scope as TokenScope
 
 AUTH_RESULTS = Counter(
     "queuecast_auth_total",

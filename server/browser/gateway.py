@@ -1,7 +1,7 @@
 """The WebSocket gateway at `/ws`: admits sockets and owns their `ClientSession`s.
 
 Before a socket is accepted the gateway checks its Origin and how many sockets its address
-holds; after, it runs the session (server/session.py) and, on the way out, releases its
+holds; after, it runs the session (server/browser/session.py) and, on the way out, releases its
 subscriptions and closes it with the session's code. It frames each fanned-out message once
 for all sessions, and after a bus outage raises seq floors and resends what clients missed.
 """
@@ -18,14 +18,14 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server import metrics
+from server.access.policy import LIMIT_HITS, AccessPolicy
+from server.access.tokens import TokenVerifier
+from server.browser.limits import SocketsPerAddress
+from server.browser.protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, error_frame
+from server.browser.session import ClientSession
 from server.bus import Bus
+from server.connect.poller import ContactPoller
 from server.events import ContactEvent
-from server.limits import SocketsPerAddress
-from server.poller import ContactPoller
-from server.protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, error_frame
-from server.security import LIMIT_HITS, AccessPolicy
-from server.session import ClientSession
-from server.tokens import TokenVerifier
 
 log = logging.getLogger("queuecast.gateway")
 

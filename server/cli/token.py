@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.security import hmac_secrets
+from server.access.policy import hmac_secrets
+from server.access.tokens import SCOPES, mint
 from server.settings import Settings, _csv
-from server.tokens import SCOPES, mint
 
 
 def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

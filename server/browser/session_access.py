@@ -6,7 +6,7 @@ what its token's `Grant` allows. When the token runs out the stream stops (subsc
 kept) and the client has `reauth_timeout` to send a new one, which may allow less: what it
 does not cover is released. The deadlines are loop timers, not tasks.
 
-`SessionAccess` is a base class of `ClientSession` (server/session.py), apart so that each
+`SessionAccess` is a base class of `ClientSession` (server/browser/session.py), apart so that each
 file holds one concept; its slots hold the access state, which the session's `__init__` sets.
 """
 
@@ -19,15 +19,15 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
+from server.access.policy import AUTH_RESULTS, LIMIT_HITS
+from server.access.tokens import Grant, TokenError
+from server.browser.outbox import Outbox
+from server.browser.protocol import CLOSE_POLICY
 from server.bus import BusUnavailable
-from server.outbox import Outbox
-from server.protocol import CLOSE_POLICY
-from server.security import AUTH_RESULTS, LIMIT_HITS
-from server.tokens import Grant, TokenError
 
 if TYPE_CHECKING:
+    from server.browser.gateway import Gateway
     from server.events import ContactEvent
-    from server.gateway import Gateway
 
 
 class SessionAccess:

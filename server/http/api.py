@@ -2,7 +2,7 @@
 
 Errors use the WebSocket error frame's shape, `{"type": "error", "code", "message"}`, and
 contact states are the event schema itself. The contacts API and the status need a `service`
-token (`server.security.require_service_token`); health, readiness and metrics are open.
+token (`server.access.policy.require_service_token`); health, readiness and metrics are open.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.access.policy import LIMIT_HITS, require_service_token
+from server.browser.protocol import error_frame
 from server.bus import BusUnavailable
 from server.events import ContactEvent
 from server.ids import is_valid_id
-from server.protocol import error_frame
 from server.runtime import Runtime
-from server.security import LIMIT_HITS, require_service_token
 
 MAX_BODY_BYTES = 16 * 1024
 

@@ -8,7 +8,7 @@ in the connection's task), none per subscription; its deadlines (authenticate, t
 re-authenticate) are loop timers, not tasks.
 
 Access (authenticate, token expiry, re-authenticate) is `SessionAccess`, its base class in
-server/session_access.py. Until a socket has authenticated (and while its token is expired)
+server/browser/session_access.py. Until a socket has authenticated (and while its token is expired)
 it receives no event at all.
 """
 
@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING
 from starlette.websockets import WebSocket
 
 from server import metrics
-from server._waitable import Flag
-from server.bus import BusUnavailable, Delivery, contact_channel, queue_channel
-from server.bus.channel import Sink
-from server.events import ContactEvent
-from server.limits import Admission, MessageRate
-from server.outbox import Outbox, OutboxFull
-from server.protocol import (
+from server.access.policy import LIMIT_HITS
+from server.access.tokens import ANONYMOUS, Grant
+from server.browser._waitable import Flag
+from server.browser.limits import Admission, MessageRate
+from server.browser.outbox import Outbox, OutboxFull
+from server.browser.protocol import (
     CLOSE_FRAME_TOO_BIG,
     CLOSE_POLICY,
     CLOSE_TRY_AGAIN_LATER,
@@ -43,13 +42,14 @@ from server.protocol import (
     error_frame,
     parse_client_message,
 )
-from server.security import LIMIT_HITS
-from server.session_access import SessionAccess
-from server.tokens import ANONYMOUS, Grant
-from server.wsframes import FRAME_WRITER, FrameWriter
+from server.browser.session_access import SessionAccess
+from server.browser.ws_protocol import FRAME_WRITER, FrameWriter
+from server.bus import BusUnavailable, Delivery, contact_channel, queue_channel
+from server.bus.channel import Sink
+from server.events import ContactEvent
 
 if TYPE_CHECKING:
-    from server.gateway import Gateway
+    from server.browser.gateway import Gateway
 
 
 # Shared by every session's sets until they get a member.

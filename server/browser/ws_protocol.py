@@ -37,7 +37,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from server._waitable import Flag, MessageQueue
+from server.browser._waitable import Flag, MessageQueue
 
 if TYPE_CHECKING:
     from server.bus.channel import Sink

@@ -11,23 +11,23 @@ import sys
 import uvicorn
 
 from server import __version__
+from server.access.policy import ANONYMOUS_WARNING, check_serve_settings
 from server.app import create_app
+from server.browser.ws_protocol import FramingProtocol
+from server.cli.token import add_token_parser
 from server.demo import add_demo_parser
 from server.emulator.cli import add_simulate_parser
-from server.handshake import with_handshake_timeout
-from server.logs import configure_logging
-from server.runtime import Runtime
-from server.security import ANONYMOUS_WARNING, check_serve_settings
-from server.serving import (
+from server.http.header_timeout import with_handshake_timeout
+from server.http.serving import (
     DrainingServer,
     bind_socket,
     print_ready,
     serve_until_stopped,
     tune_gc_for_many_sockets,
 )
+from server.logs import configure_logging
+from server.runtime import Runtime
 from server.settings import Settings
-from server.token_cli import add_token_parser
-from server.wsframes import FramingProtocol
 
 log = logging.getLogger("queuecast")
 

@@ -1,0 +1,1 @@
+"""Who may do what: tokens, the access policy and security headers, and log redaction."""
