@@ -31,7 +31,13 @@ from server.app import create_app
 from server.emulator import Emulator, EmulatorConfig, QueueSpec, create_emulator_app
 from server.emulator.model import UnknownQueueError
 from server.events import utc_iso
-from server.http.serving import DrainingServer, bind_socket, print_ready, socket_url
+from server.http.serving import (
+    DrainingServer,
+    bind_socket,
+    print_ready,
+    socket_url,
+    uvicorn_config,
+)
 from server.logs import configure_logging
 from server.runtime import Runtime
 from server.settings import Settings
@@ -60,7 +66,7 @@ ANONYMOUS_WARNING = (
 )
 
 
-def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `demo` subcommand; its handler is `run_demo(args) -> int`."""
     parser = subparsers.add_parser(
         "demo",
@@ -306,7 +312,6 @@ async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> bool:
 
 async def demo(args: argparse.Namespace) -> None:
     """Serve the emulator and the service until SIGINT/SIGTERM."""
-    from server.cli import uvicorn_config  # noqa: PLC0415 (cli imports this module)
 
     emulator_app = create_emulator_app(emulator_config(args.speed, args.seed))
     emulator: Emulator = emulator_app.state.emulator

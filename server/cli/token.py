@@ -15,7 +15,7 @@ from server.access.tokens import SCOPES, mint
 from server.settings import Settings, _csv
 
 
-def add_token_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "token",
         help="mint an access token",

@@ -21,7 +21,7 @@ READY_PREFIX = "queuecast-simulate ready "
 GRACEFUL_SHUTDOWN_S = 2  # stalled requests (fault injection) must not hold shutdown forever
 
 
-def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the `simulate` subcommand; its handler is `run_simulate(args) -> int`."""
     parser = subparsers.add_parser(
         "simulate",

@@ -15,6 +15,10 @@ from typing import Any
 
 import uvicorn
 
+from server.browser.ws_protocol import FramingProtocol
+from server.http.header_timeout import with_handshake_timeout
+from server.settings import Settings
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -128,3 +132,27 @@ async def serve_until_stopped(
             server.should_exit = True
             await asyncio.gather(serving, return_exceptions=True)
         sock.close()
+
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for queuecast's app (the service, or the demo's copy of it)."""
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        http=with_handshake_timeout(settings.handshake_timeout),
+        # uvicorn's websockets-sansio protocol, plus writing a shared frame to many sockets.
+        ws=FramingProtocol,
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        # Messages are ~200 bytes; compression would cost ~50 KiB of zlib state per socket.
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
