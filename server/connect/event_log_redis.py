@@ -1,0 +1,114 @@
+"""The contact-event log on Redis: one stream, and one key per event id for idempotence.
+
+Both share the `{cevents}` hash tag, so on a Redis Cluster they live in one slot and one Lua
+script may touch them all: `SET <id key> NX PX <ttl>` then, only if it was set, `XADD ... MAXLEN
+~ N`. Duplicates are refused inside the script, so two replicas taking the same retried event at
+the same moment append it once. Followers read with `XREAD BLOCK` from their own cursor; stream
+ids carry Redis's own clock, so a cursor taken before an outage still orders what comes after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import hiredis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from server.bus import BusUnavailable
+from server.connect.contact_events import ConnectContactEvent
+from server.connect.event_log import DEDUP_TTL_S, MAX_ENTRIES, ContactEventLog, LogRead
+
+log = logging.getLogger("queuecast.events")
+
+STREAM_KEY = "qc:{cevents}:log"
+SEEN_PREFIX = "qc:{cevents}:seen:"
+PAYLOAD_FIELD = b"e"
+
+# KEYS[1] the stream, KEYS[2..] one idempotence key per event; ARGV[1] the keys' TTL (ms),
+# ARGV[2] the stream's approximate bound, ARGV[3..] the events, in the order of KEYS[2..].
+APPEND = """
+local added = 0
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[1]) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i + 1])
+    added = added + 1
+  end
+end
+return added
+"""
+
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError, hiredis.ProtocolError)
+
+
+def seen_key(event_id: str) -> str:
+    return SEEN_PREFIX + event_id
+
+
+class RedisContactEventLog(ContactEventLog):
+    """The log on an injected `redis.asyncio` client (a `Redis` or a `RedisCluster`), which
+    the caller owns.
+
+    Args:
+        client: the client; a blocking read holds one of its pooled connections.
+        max_entries: the stream's approximate bound (MAXLEN ~).
+        dedup_ttl: seconds an event id is remembered.
+        op_timeout: seconds a command may take beyond any blocking it asked for.
+        wall: the clock the replay window is measured on (stream ids are Redis's epoch
+            milliseconds; a replica's clock skew of seconds hardly matters to a window of an
+            hour).
+    """
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        dedup_ttl: float = DEDUP_TTL_S,
+        op_timeout: float = 3.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._append = client.register_script(APPEND)
+        self._max_entries = max_entries
+        self._dedup_ms = max(1, int(dedup_ttl * 1000))
+        self._op_timeout = op_timeout
+        self._wall = wall
+
+    async def _call(self, coro: Any, extra_s: float = 0.0) -> Any:
+        try:
+            return await asyncio.wait_for(coro, self._op_timeout + extra_s)
+        except _ERRORS as exc:
+            raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def append(self, events: Sequence[ConnectContactEvent]) -> int:
+        if not events:
+            return 0
+        keys = [STREAM_KEY, *(seen_key(event.event_id) for event in events)]
+        args: list[Any] = [self._dedup_ms, self._max_entries]
+        args += [event.to_json() for event in events]
+        return int(await self._call(self._append(keys=keys, args=args)))
+
+    async def replay_cursor(self, replay_s: float) -> str:
+        return f"{max(0, int((self._wall() - replay_s) * 1000))}-0"
+
+    async def read_after(self, cursor: str, *, block_s: float, count: int) -> LogRead:
+        block_ms = max(1, int(block_s * 1000))
+        reply = await self._call(
+            self._client.xread({STREAM_KEY: cursor}, count=count, block=block_ms), block_s
+        )
+        events: list[ConnectContactEvent] = []
+        streams = reply.items() if isinstance(reply, dict) else (reply or ())  # RESP3 or 2
+        for _stream, entries in streams:
+            for entry_id, fields in entries:
+                cursor = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                try:
+                    events.append(ConnectContactEvent.from_json(fields[PAYLOAD_FIELD]))
+                except (KeyError, ValueError) as exc:
+                    log.warning("skipped a malformed log entry", extra={"error": str(exc)})
+        return LogRead(cursor, events)
