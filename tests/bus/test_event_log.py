@@ -54,7 +54,6 @@ class LogHarness:
         return MemoryContactEventLog(**options) if options else self.shared
 
 
-
 class RedisLogHarness(LogHarness):
     kind = "redis"
 
