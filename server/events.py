@@ -11,6 +11,7 @@ appends the number: the bytes published are then the bytes every subscriber rece
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -117,6 +118,24 @@ def encode_head(
         ensure_ascii=True,
     )
     return body[:-1].encode() + b',"seq":'
+
+
+def as_snapshot(event: ContactEvent) -> ContactEvent:
+    """`event` as shown to a client that has not seen this contact's state yet.
+
+    A stored state or an update is shown as a `snapshot`; an `ended` event stays `ended` (a
+    tombstone tells the client the contact is gone). Only `type` changes: seq and values stay.
+    """
+    return event if event.ended else event.as_type("snapshot")
+
+
+def waiting_in(queue: str, states: Iterable[ContactEvent | None]) -> list[ContactEvent]:
+    """The states of contacts still waiting in `queue`: stored, not ended, in that queue.
+
+    A queue's member set may lag behind a contact's own state (it moved or ended since), so
+    readers of a queue check each state against the queue it names.
+    """
+    return [s for s in states if s is not None and not s.ended and s.queue == queue]
 
 
 def _opt_int(payload: dict[str, Any], key: str) -> int | None:

@@ -1,7 +1,9 @@
-"""Amazon Connect identifiers: validation and ARNs.
+"""Amazon Connect identifiers: validation and ARNs, the one home of every id rule.
 
-The pattern and lengths come from botocore's own Connect service model, so they stay in step
-with AWS rather than with a copy typed here.
+Instance and contact ids: the pattern and lengths come from botocore's own Connect service
+model, so they stay in step with AWS rather than with a copy typed here. Queue ids: any
+printable text up to `MAX_QUEUE_ID_LENGTH` characters (a queue id is only ever a name here:
+a channel and a set in the bus, a claim in a token).
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ def is_valid_id(value: object) -> bool:
         return False
     pattern, low, high = _id_shape_rules()
     return low <= len(value) <= high and pattern.fullmatch(value) is not None
+
+
+MAX_QUEUE_ID_LENGTH = 250
+
+
+def is_valid_queue_id(value: object) -> bool:
+    """Whether `value` is a queue id: printable text of 1 to `MAX_QUEUE_ID_LENGTH` characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_QUEUE_ID_LENGTH and value.isprintable()
 
 
 def bare_id(value: str) -> str:

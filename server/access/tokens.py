@@ -25,7 +25,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from server.ids import bare_id, is_valid_id
+from server.ids import bare_id, is_valid_id, is_valid_queue_id
 
 Scope = Literal["contact", "queues", "service"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
@@ -33,7 +33,6 @@ DEFAULT_AUDIENCE = "queuecast"
 MIN_SECRET_LENGTH = 32
 MAX_TOKEN_LENGTH = 8192
 MAX_QUEUES = 1000
-MAX_QUEUE_ID_LENGTH = 250
 ANY_QUEUE = "*"
 
 # Outcomes of a failed check: bounded, so they can be metric labels.
@@ -152,10 +151,7 @@ def _queue_list(value: object) -> list[str]:
     if (
         not isinstance(value, list)
         or not 0 < len(value) <= MAX_QUEUES
-        or not all(
-            isinstance(q, str) and 0 < len(q) <= MAX_QUEUE_ID_LENGTH and q.isprintable()
-            for q in value
-        )
+        or not all(is_valid_queue_id(q) for q in value)
     ):
         raise ValueError(f"queues must be a list of 1 to {MAX_QUEUES} queue ids (or ['*'])")
     return list(value)

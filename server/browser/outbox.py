@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
-from server.events import ContactEvent
+from server.events import ContactEvent, as_snapshot
 
 
 class OutboxFull(Exception):
@@ -38,7 +38,7 @@ class Outbox:
         older = pending[0]
         if older.type == "snapshot" and event.type == "update":
             # The client has not seen the snapshot yet; the newer state takes its role.
-            event = event.as_type("snapshot")
+            event = as_snapshot(event)
             text = event.encode().decode()
         self._events[event.contact] = (event, text)
         return True

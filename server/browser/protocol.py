@@ -9,9 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from server.ids import is_valid_id
-
-MAX_QUEUE_ID_LENGTH = 250
+from server.ids import is_valid_id, is_valid_queue_id
 
 PONG = '{"type":"pong"}'
 
@@ -70,11 +68,7 @@ def _target(payload: dict[str, Any]) -> tuple[str | None, str | None]:
             "contact must be a Connect contact id (a UUID)",
             contact if isinstance(contact, str) and len(contact) <= 250 else None,
         )
-    if queue is not None and (
-        not isinstance(queue, str)
-        or not 0 < len(queue) <= MAX_QUEUE_ID_LENGTH
-        or not queue.isprintable()
-    ):
+    if queue is not None and not is_valid_queue_id(queue):
         raise ProtocolError("bad_id", "queue must be a queue id")
     return contact, queue
 

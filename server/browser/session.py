@@ -46,7 +46,7 @@ from server.browser.session_access import SessionAccess
 from server.browser.ws_protocol import FRAME_WRITER, FrameWriter
 from server.bus import BusUnavailable, Delivery, contact_channel, queue_channel
 from server.bus.channel import Sink
-from server.events import ContactEvent
+from server.events import ContactEvent, as_snapshot, waiting_in
 
 if TYPE_CHECKING:
     from server.browser.gateway import Gateway
@@ -231,7 +231,7 @@ class ClientSession(SessionAccess):
         if last == 0 and event.type == "update":
             # The first state this client gets of a contact is a snapshot, even when an
             # update overtook the stored state between subscribing and reading it.
-            event = event.as_type("snapshot")
+            event = as_snapshot(event)
             text = event.encode().decode()
         writer = self._writer
         if (
@@ -439,7 +439,7 @@ class ClientSession(SessionAccess):
             return
         metrics.SUBSCRIPTIONS.inc()
         if stored is not None:
-            shown = stored if stored.ended else stored.as_type("snapshot")
+            shown = as_snapshot(stored)
             self.offer(shown, shown.encode().decode())
             if stored.ended:
                 return  # a tombstone: tell the client, never poll it again
@@ -463,10 +463,9 @@ class ClientSession(SessionAccess):
             self._send_error("unavailable", "the event bus is unreachable; retry")
             return
         metrics.SUBSCRIPTIONS.inc()
-        for state in states:
-            if state is not None and not state.ended and state.queue == queue:
-                shown = state.as_type("snapshot")
-                self.offer(shown, shown.encode().decode())
+        for state in waiting_in(queue, states):
+            shown = as_snapshot(state)
+            self.offer(shown, shown.encode().decode())
 
     async def _release_contact(self, contact: str) -> None:
         if contact not in self.contacts:

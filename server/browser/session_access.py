@@ -24,6 +24,7 @@ from server.access.tokens import Grant, TokenError
 from server.browser.outbox import Outbox
 from server.browser.protocol import CLOSE_POLICY
 from server.bus import BusUnavailable
+from server.events import as_snapshot, waiting_in
 
 if TYPE_CHECKING:
     from server.browser.gateway import Gateway
@@ -156,16 +157,12 @@ class SessionAccess:
                 members = [m for m in await bus.queue_members(queue) if m not in self.contacts]
                 for member in members:
                     self._last_seq.pop(member, None)
-                states.extend(
-                    s
-                    for s in await bus.read_states(members)
-                    if s is not None and not s.ended and s.queue == queue
-                )
+                states.extend(waiting_in(queue, await bus.read_states(members)))
         except BusUnavailable:
             self._send_error("unavailable", "the event bus is unreachable; resubscribe")
             return
         for state in states:
-            shown = state if state.ended else state.as_type("snapshot")
+            shown = as_snapshot(state)
             self.offer(shown, shown.encode().decode())
 
     def _forbidden(self) -> None:

@@ -19,8 +19,8 @@ from starlette.routing import Route
 from server.access.policy import LIMIT_HITS, require_service_token
 from server.browser.protocol import error_frame
 from server.bus import BusUnavailable
-from server.events import ContactEvent
-from server.ids import is_valid_id
+from server.events import ContactEvent, as_snapshot
+from server.ids import is_valid_id, is_valid_queue_id
 from server.runtime import Runtime
 
 MAX_BODY_BYTES = 16 * 1024
@@ -31,8 +31,7 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 def _event_response(event: ContactEvent, status: int = 200) -> Response:
-    shown = event if event.ended else event.as_type("snapshot")
-    return Response(shown.encode(), status, media_type="application/json")
+    return Response(as_snapshot(event).encode(), status, media_type="application/json")
 
 
 class BodyError(Exception):
@@ -100,7 +99,7 @@ async def _track(request: Request, runtime: Runtime, contact_id: str) -> Respons
     queue = body.get("queueId")
     if not isinstance(instance, str) or not is_valid_id(instance):
         return _error(400, "bad_instance", "give a valid instanceId (or configure a default)")
-    if queue is not None and (not isinstance(queue, str) or not 0 < len(queue) <= 250):
+    if queue is not None and not is_valid_queue_id(queue):
         return _error(400, "bad_id", "queueId must be a queue id")
     [stored] = await runtime.bus.read_states([contact_id])
     tracked = await runtime.poller.track(instance, contact_id, stored, queue)

@@ -20,9 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.access.policy import authorize_request
-from server.browser.protocol import MAX_QUEUE_ID_LENGTH, error_frame
+from server.browser.protocol import error_frame
 from server.bus import BusUnavailable
-from server.events import ContactEvent, utc_iso
+from server.events import ContactEvent, as_snapshot, utc_iso, waiting_in
+from server.ids import is_valid_queue_id
 from server.runtime import Runtime
 
 MAX_LISTED_QUEUES = 100
@@ -37,7 +38,7 @@ class QueueView:
 
     @classmethod
     def of(cls, queue: str, states: Iterable[ContactEvent | None]) -> QueueView:
-        waiting = [s for s in states if s is not None and not s.ended and s.queue == queue]
+        waiting = waiting_in(queue, states)
         # Position order; an unknown position sorts last, then by enqueue time and id.
         waiting.sort(
             key=lambda s: (s.position is None, s.position or 0, s.enqueued or "", s.contact)
@@ -86,10 +87,6 @@ def known_queues(runtime: Runtime) -> set[str]:
     return {c.queue for c in runtime.poller.contacts.values() if c.queue is not None}
 
 
-def _valid_queue_id(queue: str) -> bool:
-    return 0 < len(queue) <= MAX_QUEUE_ID_LENGTH and queue.isprintable()
-
-
 def _error(status: int, code: str, message: str) -> Response:
     return Response(error_frame(code, message), status, media_type="application/json")
 
@@ -104,7 +101,7 @@ async def list_queues(request: Request) -> Response:
         return grant
     runtime: Runtime = request.app.state.runtime
     named = [q for q in request.query_params.get("ids", "").split(",") if q]
-    if len(named) > MAX_LISTED_QUEUES or not all(_valid_queue_id(q) for q in named):
+    if len(named) > MAX_LISTED_QUEUES or not all(is_valid_queue_id(q) for q in named):
         return _error(
             400, "bad_id", f"ids is a comma-separated list of up to {MAX_LISTED_QUEUES} queue ids"
         )
@@ -130,7 +127,7 @@ async def one_queue(request: Request) -> Response:
         return grant
     runtime: Runtime = request.app.state.runtime
     queue = request.path_params["queue"]
-    if not _valid_queue_id(queue):
+    if not is_valid_queue_id(queue):
         return _error(400, "bad_id", "queue must be a queue id")
     if not grant.allows_queue(queue):
         return _error(403, "forbidden", "this token does not allow that queue")
@@ -143,7 +140,7 @@ async def one_queue(request: Request) -> Response:
         {
             "at": utc_iso(now.timestamp()),
             **view.summary(now),
-            "contacts": [c.as_type("snapshot").to_dict() for c in view.contacts],
+            "contacts": [as_snapshot(c).to_dict() for c in view.contacts],
         }
     )
 

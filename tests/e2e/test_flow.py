@@ -138,6 +138,11 @@ async def test_http_track_get_untrack(emulator, redis_server):
         assert bad_body.status_code == 400 and bad_body.json()["code"] == "bad_json"
         huge = await service.http.put(f"/v1/contacts/{mine}", content=b"x" * 100_000)
         assert huge.status_code == 413
+        for queue in ("", "q\n", "q" * 251, 7):  # the queue-id rule of server/ids.py
+            bad_queue = await service.http.put(
+                f"/v1/contacts/{mine}", json={"instanceId": emulator.instance_id, "queueId": queue}
+            )
+            assert bad_queue.status_code == 400 and bad_queue.json()["code"] == "bad_id"
 
 
 async def test_unsubscribed_contact_stops_after_linger(emulator, bus_url):

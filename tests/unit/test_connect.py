@@ -1,8 +1,7 @@
-"""Connect ids, GetContactMetrics answers and error classification, without the network."""
+"""GetContactMetrics answers and error classification, without the network."""
 
 from __future__ import annotations
 
-import botocore.session
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -21,62 +20,6 @@ from server.connect.client import (
     classify_error,
     parse_metrics,
 )
-from server.ids import bare_id, contact_arn, instance_arn, is_valid_id, queue_arn
-
-CONTACT = "5f1a3c2e-0b4d-4e6f-8a9b-1c2d3e4f5a6b"
-INSTANCE = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
-PREFIX = "arn:aws:connect:us-east-1:123456789012:instance/"
-
-# -- ids -------------------------------------------------------------------------------------
-
-
-def test_pattern_comes_from_botocore() -> None:
-    model = botocore.session.get_session().get_service_model("connect")
-    shape = model.operation_model("GetContactMetrics").input_shape.members["ContactId"]
-    assert "instance/" in shape.metadata["pattern"]
-    assert shape.metadata["max"] == 250
-
-
-@pytest.mark.parametrize(
-    "value",
-    [CONTACT, INSTANCE, PREFIX + CONTACT, f"arn:aws-us-gov:connect:eu-west-1:1:instance/{CONTACT}"],
-)
-def test_valid_ids(value) -> None:
-    assert is_valid_id(value)
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "",
-        CONTACT.upper(),
-        CONTACT + "\n",
-        CONTACT[:-1],
-        f"{PREFIX}{INSTANCE}/contact/{CONTACT}",
-        f"{PREFIX}{CONTACT}/",
-        "arn:aws:connect:us-east-1:123:queue/" + CONTACT,
-        None,
-        42,
-        b"5f1a3c2e-0b4d-4e6f-8a9b-1c2d3e4f5a6b",
-    ],
-)
-def test_invalid_ids(value) -> None:
-    assert not is_valid_id(value)
-
-
-def test_arn_helpers() -> None:
-    assert bare_id(CONTACT) == CONTACT
-    assert bare_id(PREFIX + CONTACT) == CONTACT
-    assert instance_arn("eu-west-2", "1", PREFIX + INSTANCE) == (
-        f"arn:aws:connect:eu-west-2:1:instance/{INSTANCE}"
-    )
-    assert contact_arn("us-east-1", "123456789012", INSTANCE, PREFIX + CONTACT) == (
-        f"{PREFIX}{INSTANCE}/contact/{CONTACT}"
-    )
-    assert queue_arn("us-east-1", "123456789012", PREFIX + INSTANCE, "q1") == (
-        f"{PREFIX}{INSTANCE}/queue/q1"
-    )
-
 
 # -- parse_metrics ---------------------------------------------------------------------------
 

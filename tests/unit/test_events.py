@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.events import ContactEvent, EventDecodeError, decode_event, encode_head, utc_iso
+from server.events import (
+    ContactEvent,
+    EventDecodeError,
+    as_snapshot,
+    decode_event,
+    encode_head,
+    utc_iso,
+    waiting_in,
+)
 from tests.unit._factories import make_event
 
 FIELDS = [
@@ -100,6 +108,33 @@ def test_as_type_and_ended() -> None:
     assert snapshot.seq == event.seq
     assert not event.ended
     assert make_event(type="ended", reason="left_queue").ended
+
+
+@pytest.mark.parametrize("type_", ["snapshot", "update"])
+def test_as_snapshot_shows_a_live_state_as_a_snapshot(type_) -> None:
+    event = make_event(type=type_, stale=True, seq=41)
+    shown = as_snapshot(event)
+    assert shown.type == "snapshot"
+    assert shown.to_dict() == {**event.to_dict(), "type": "snapshot"}
+
+
+def test_as_snapshot_keeps_an_end() -> None:
+    tombstone = make_event(type="ended", position=None, ewt=None, reason="left_queue")
+    assert as_snapshot(tombstone) is tombstone
+
+
+def test_waiting_in_keeps_live_states_of_that_queue_in_order() -> None:
+    first, second = make_event(contact="c-1"), make_event(contact="c-2", type="snapshot")
+    states = [
+        None,
+        first,
+        make_event(contact="c-3", type="ended"),
+        make_event(contact="c-4", queue="q-2"),
+        make_event(contact="c-5", queue=None),
+        second,
+    ]
+    assert waiting_in("q-1", states) == [first, second]
+    assert waiting_in("q-9", states) == []
 
 
 def test_stale_defaults_to_false_when_missing() -> None:
