@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -168,9 +169,11 @@ async def test_two_replicas_each_see_every_event_once_whoever_took_it(logs) -> N
 async def test_a_new_follower_replays_recent_history(logs) -> None:
     event_log = logs.log()
     await event_log.append([event(1)])
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.75)
+    between = time.monotonic()  # the window starts here, 0.75 s from either append
+    await asyncio.sleep(0.75)
     await event_log.append([event(2), event(3)])
-    async with Following(logs.log(), replay_s=0.3) as late:
+    async with Following(logs.log(), replay_s=time.monotonic() - between) as late:
         assert await late.wait_for(2) == ["ev-2", "ev-3"]  # ev-1 is older than the window
         await event_log.append([event(4)])
         assert await late.wait_for(3) == ["ev-2", "ev-3", "ev-4"]

@@ -409,7 +409,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_never_raises_anything_but_envelope_error(obj: object) -> None:
     with contextlib.suppress(EnvelopeError):
@@ -446,7 +446,7 @@ def _mutations(sample: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     return mutate()
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(
         [CONNECTED_SAMPLE, DISCONNECTED_SAMPLE, QUEUED_CAPTURE, DATA_UPDATED_SAMPLE]
@@ -475,6 +475,7 @@ def _recase(obj: object, draw: st.DrawFn) -> object:
     return obj
 
 
+@settings(deadline=None)
 @given(st.data())
 def test_key_case_never_changes_the_event(data: st.DataObject) -> None:
     for sample in (DISCONNECTED_SAMPLE, DATA_UPDATED_SAMPLE):
