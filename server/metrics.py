@@ -16,6 +16,11 @@ POLL_LATENCY = Histogram(
 DESCRIBES = Counter(
     "queuecast_describe_contact_total", "DescribeContact calls by outcome.", ["outcome"]
 )
+CONNECT_CALLS = Counter(
+    "queuecast_connect_calls_total",
+    "Amazon Connect API calls by API (operation name) and outcome.",
+    ["api", "outcome"],
+)
 TRACKED = Gauge("queuecast_tracked_contacts", "Contacts being polled by this process.")
 EFFECTIVE_INTERVAL = Gauge(
     "queuecast_effective_poll_interval_seconds",

@@ -3,126 +3,63 @@
 botocore's own retries are switched off (one attempt per call) because the poller owns the
 retry policy: shared slow-down on throttling, per-contact backoff on failures. Two stacked
 retry layers would multiply requests against a quota that belongs to the whole account.
+
+Every call is bounded by one timeout, never raises for AWS or transport errors (the outcome
+says what happened) and is counted in `queuecast_connect_calls_total{api,outcome}`; the
+reading of answers lives in `server.connect.answers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
 
 from server import metrics
 from server._lifecycle import AsyncCloseable
+from server.connect.answers import (
+    CURRENT_METRIC_UNITS,
+    ESTIMATED_WAIT_TIME,
+    POSITION_IN_QUEUE,
+    CurrentMetricsResult,
+    DescribeResult,
+    MetricsResult,
+    Outcome,
+    QueueFigures,
+    QueueInfo,
+    QueuesResult,
+    batches,
+    classify_error,
+    parse_current_metrics,
+    parse_describe,
+    parse_metrics,
+    parse_queue,
+    parse_queue_summaries,
+)
 
-POSITION_IN_QUEUE = "POSITION_IN_QUEUE"
-ESTIMATED_WAIT_TIME = "ESTIMATED_WAIT_TIME"
+__all__ = [
+    "ESTIMATED_WAIT_TIME",
+    "POSITION_IN_QUEUE",
+    "ConnectClient",
+    "CurrentMetricsResult",
+    "DescribeResult",
+    "MetricsResult",
+    "Outcome",
+    "QueueFigures",
+    "QueueInfo",
+    "QueuesResult",
+    "classify_error",
+    "parse_metrics",
+]
 
-
-class Outcome(enum.StrEnum):
-    OK = "ok"
-    LEFT = "left_queue"  # 200 without the metrics
-    NOT_FOUND = "not_found"
-    INVALID_REQUEST = "invalid_request"
-    INVALID_PARAMETER = "invalid_parameter"
-    THROTTLED = "throttled"
-    ACCESS_DENIED = "access_denied"
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    CONNECTION_ERROR = "connection_error"
-
-
-_ERROR_CODES = {
-    "ResourceNotFoundException": Outcome.NOT_FOUND,
-    "InvalidRequestException": Outcome.INVALID_REQUEST,
-    "InvalidParameterException": Outcome.INVALID_PARAMETER,
-    "ThrottlingException": Outcome.THROTTLED,
-    "TooManyRequestsException": Outcome.THROTTLED,
-    "AccessDeniedException": Outcome.ACCESS_DENIED,
-    "UnrecognizedClientException": Outcome.ACCESS_DENIED,
-    "InvalidSignatureException": Outcome.ACCESS_DENIED,
-    "InternalServiceException": Outcome.SERVER_ERROR,
-    "ServiceUnavailableException": Outcome.SERVER_ERROR,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsResult:
-    outcome: Outcome
-    position: int | None = None
-    ewt: int | None = None
-    detail: str | None = None  # the AWS error message, never credentials
-
-
-@dataclass(frozen=True, slots=True)
-class DescribeResult:
-    outcome: Outcome
-    queue: str | None = None
-    enqueued: float | None = None  # epoch seconds
-    detail: str | None = None
-
-
-def parse_metrics(response: dict[str, Any]) -> MetricsResult:
-    """Read POSITION_IN_QUEUE and ESTIMATED_WAIT_TIME out of a 200 answer.
-
-    A missing position means the contact is no longer in queue (AWS: metrics are only
-    available while the contact is actively in queue).
-    """
-    values: dict[str, float] = {}
-    for result in response.get("MetricResults") or ():
-        number = (result.get("Value") or {}).get("Number")
-        if isinstance(number, int | float):
-            values[str(result.get("Name"))] = float(number)
-    position = values.get(POSITION_IN_QUEUE)
-    if position is None:
-        return MetricsResult(Outcome.LEFT)
-    ewt = values.get(ESTIMATED_WAIT_TIME)
-    return MetricsResult(
-        Outcome.OK,
-        position=max(0, round(position)),
-        ewt=None if ewt is None else max(0, round(ewt)),
-    )
-
-
-def classify_error(exc: BaseException) -> tuple[Outcome, str]:
-    """Map an exception from botocore or the transport to an outcome and a safe message."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        outcome = _ERROR_CODES.get(code)
-        if outcome is None:
-            outcome = (
-                Outcome.SERVER_ERROR
-                if status >= 500 or not status
-                else (Outcome.THROTTLED if status == 429 else Outcome.INVALID_REQUEST)
-            )
-        return outcome, f"{code}: {error.get('Message', '')}"[:300]
-    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | asyncio.TimeoutError):
-        return Outcome.TIMEOUT, type(exc).__name__
-    if isinstance(exc, NoCredentialsError):
-        return Outcome.ACCESS_DENIED, "no AWS credentials found"
-    if isinstance(exc, BotoConnectionError | OSError):
-        return Outcome.CONNECTION_ERROR, type(exc).__name__
-    if isinstance(exc, BotoCoreError):
-        return Outcome.CONNECTION_ERROR, type(exc).__name__
-    raise exc
+MAX_QUEUES_PER_METRICS_CALL = 100  # GetCurrentMetricData's Filters.Queues limit
+LIST_QUEUES_PAGE = 1000  # ListQueues' largest MaxResults: fewest calls against its quota
+MAX_PAGES = 100  # a listing that keeps handing out tokens is cut off, not followed forever
 
 
 class ConnectClient(AsyncCloseable):
@@ -175,23 +112,56 @@ class ConnectClient(AsyncCloseable):
         self._client = None
         await self._stack.aclose()
 
-    async def get_contact_metrics(self, instance: str, contact: str) -> MetricsResult:
-        """Ask for both metrics in one call; never raises for AWS or transport errors."""
+    async def _call(self, api: str, method: str, **params: Any) -> Any:
+        """One call of the client's `method` within the call timeout, counted under `api`.
+
+        Raises:
+            _CallFailed: the call failed; carries the outcome and a safe message.
+        """
         if self._client is None:
-            return MetricsResult(Outcome.CONNECTION_ERROR, detail="client closed")
-        started = time.perf_counter()
+            metrics.CONNECT_CALLS.labels(api, Outcome.CONNECTION_ERROR.value).inc()
+            raise _CallFailed(Outcome.CONNECTION_ERROR, "client closed")
         try:
             response = await asyncio.wait_for(
-                self._client.get_contact_metrics(
-                    InstanceId=instance,
-                    ContactId=contact,
-                    Metrics=[{"Name": POSITION_IN_QUEUE}, {"Name": ESTIMATED_WAIT_TIME}],
-                ),
-                self._call_timeout,
+                getattr(self._client, method)(**params), self._call_timeout
             )
         except Exception as exc:
             outcome, detail = classify_error(exc)
-            result = MetricsResult(outcome, detail=detail)
+            metrics.CONNECT_CALLS.labels(api, outcome.value).inc()
+            raise _CallFailed(outcome, detail) from None
+        metrics.CONNECT_CALLS.labels(api, Outcome.OK.value).inc()
+        return response
+
+    async def _pages(
+        self, api: str, method: str, request: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every page of a listing, following NextToken (at most MAX_PAGES calls).
+
+        Raises:
+            _CallFailed: a call failed; the pages before it were yielded.
+        """
+        params = dict(request)
+        for _ in range(MAX_PAGES):
+            response: dict[str, Any] = await self._call(api, method, **params)
+            yield response
+            token = response.get("NextToken")
+            if not token:
+                return
+            params["NextToken"] = token
+
+    async def get_contact_metrics(self, instance: str, contact: str) -> MetricsResult:
+        """Ask for both metrics of one contact in one call."""
+        started = time.perf_counter()
+        try:
+            response = await self._call(
+                "GetContactMetrics",
+                "get_contact_metrics",
+                InstanceId=instance,
+                ContactId=contact,
+                Metrics=[{"Name": POSITION_IN_QUEUE}, {"Name": ESTIMATED_WAIT_TIME}],
+            )
+        except _CallFailed as failed:
+            result = MetricsResult(failed.outcome, detail=failed.detail)
         else:
             result = parse_metrics(response)
         metrics.POLL_LATENCY.observe(time.perf_counter() - started)
@@ -199,24 +169,78 @@ class ConnectClient(AsyncCloseable):
         return result
 
     async def describe_contact(self, instance: str, contact: str) -> DescribeResult:
-        """Learn the queue a contact waits in; never raises for AWS or transport errors."""
-        if self._client is None:
-            return DescribeResult(Outcome.CONNECTION_ERROR, detail="client closed")
+        """The contact's queue, enqueue time, routing priority and age adjustment."""
         try:
-            response = await asyncio.wait_for(
-                self._client.describe_contact(InstanceId=instance, ContactId=contact),
-                self._call_timeout,
+            response = await self._call(
+                "DescribeContact", "describe_contact", InstanceId=instance, ContactId=contact
             )
-        except Exception as exc:
-            outcome, detail = classify_error(exc)
-            result = DescribeResult(outcome, detail=detail)
+        except _CallFailed as failed:
+            result = DescribeResult(failed.outcome, detail=failed.detail)
         else:
-            info = (response.get("Contact") or {}).get("QueueInfo") or {}
-            queue, enqueued = info.get("Id"), info.get("EnqueueTimestamp")
-            result = DescribeResult(
-                Outcome.OK,
-                queue=queue if isinstance(queue, str) else None,
-                enqueued=enqueued.timestamp() if isinstance(enqueued, datetime) else None,
-            )
+            result = parse_describe(response)
         metrics.DESCRIBES.labels(result.outcome.value).inc()
         return result
+
+    async def get_current_metric_data(
+        self, instance: str, queue_ids: list[str]
+    ) -> CurrentMetricsResult:
+        """Current figures of `queue_ids`, grouped by queue, at most 100 queues per call.
+
+        A requested queue that Connect returns no row for has no data: all its figures are 0.
+        Stops at the first failed call (its outcome is the result's; `figures` then holds
+        the batches answered before it).
+        """
+        figures: dict[str, QueueFigures] = {}
+        for batch in batches(queue_ids, MAX_QUEUES_PER_METRICS_CALL):
+            request: dict[str, Any] = {
+                "InstanceId": instance,
+                "Filters": {"Queues": batch},
+                "Groupings": ["QUEUE"],
+                "CurrentMetrics": [
+                    {"Name": name, "Unit": unit} for name, unit in CURRENT_METRIC_UNITS.items()
+                ],
+                "MaxResults": MAX_QUEUES_PER_METRICS_CALL,
+            }
+            answered: dict[str, QueueFigures] = {}
+            try:
+                async for response in self._pages(
+                    "GetCurrentMetricData", "get_current_metric_data", request
+                ):
+                    answered.update(parse_current_metrics(response))
+            except _CallFailed as failed:
+                return CurrentMetricsResult(failed.outcome, figures, failed.detail)
+            for queue in batch:
+                figures[queue] = answered.get(queue, QueueFigures())
+        return CurrentMetricsResult(Outcome.OK, figures)
+
+    async def list_queues(self, instance: str) -> QueuesResult:
+        """Every STANDARD queue of the instance (id and name), all pages."""
+        queues: list[QueueInfo] = []
+        request: dict[str, Any] = {
+            "InstanceId": instance,
+            "QueueTypes": ["STANDARD"],
+            "MaxResults": LIST_QUEUES_PAGE,
+        }
+        try:
+            async for response in self._pages("ListQueues", "list_queues", request):
+                queues.extend(parse_queue_summaries(response))
+        except _CallFailed as failed:
+            return QueuesResult(failed.outcome, detail=failed.detail)
+        return QueuesResult(Outcome.OK, tuple(queues))
+
+    async def describe_queue(self, instance: str, queue: str) -> QueuesResult:
+        """One queue's id and name (`queues` holds it, or nothing if the answer had none)."""
+        try:
+            response = await self._call(
+                "DescribeQueue", "describe_queue", InstanceId=instance, QueueId=queue
+            )
+        except _CallFailed as failed:
+            return QueuesResult(failed.outcome, detail=failed.detail)
+        info = parse_queue(response)
+        return QueuesResult(Outcome.OK, () if info is None else (info,))
+
+
+class _CallFailed(Exception):
+    def __init__(self, outcome: Outcome, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome, self.detail = outcome, detail

@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add("--burst", type=int, default=5, help="GetContactMetrics quota burst")
     add("--describe-rps", type=float, default=2.0, help="DescribeContact quota, requests/s")
     add("--describe-burst", type=int, default=5, help="DescribeContact quota burst")
-    add("--no-quota", action="store_true", help="disable both quotas")
+    add("--no-quota", action="store_true", help="disable every quota")
     add("--instances", type=int, default=1, help="Connect instances, each with every queue")
     add(
         "--queue",
@@ -111,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         rps=args.rps,
         burst=args.burst,
         describe_quota_enabled=not args.no_quota,
+        operation_quotas_enabled=not args.no_quota,
         describe_rps=args.describe_rps,
         describe_burst=args.describe_burst,
         leave_mode=args.leave_mode,

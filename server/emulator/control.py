@@ -90,6 +90,40 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:
 
         return endpoint
 
+    async def update_routing(request: Request) -> Response:
+        contact_id = request.path_params["contact_id"]
+        try:
+            body = await _json(request)
+            if not isinstance(body, dict) or set(body) - {"priority", "adjustmentSeconds"}:
+                raise ControlError(
+                    400, "bad-request", 'expected {"priority"?: int, "adjustmentSeconds"?: int}'
+                )
+            for key in ("priority", "adjustmentSeconds"):
+                value = body.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise ControlError(400, "bad-request", f"{key} must be an integer")
+            emulator.advance()
+            try:
+                emulator.model.update_routing(
+                    contact_id, body.get("priority"), body.get("adjustmentSeconds")
+                )
+            except KeyError:
+                raise ControlError(404, "unknown-contact", f"no contact {contact_id}") from None
+            except NotWaitingError as exc:
+                raise ControlError(409, "not-waiting", f"contact is {exc}") from None
+            except ValueError as exc:
+                raise ControlError(400, "bad-request", str(exc)) from None
+        except ControlError as exc:
+            return _error(exc)
+        return JSONResponse(emulator.contact_truth(contact_id))
+
+    async def contact(request: Request) -> Response:
+        contact_id = request.path_params["contact_id"]
+        emulator.advance()
+        if contact_id not in emulator.model.contacts:
+            return _error(ControlError(404, "unknown-contact", f"no contact {contact_id}"))
+        return JSONResponse(emulator.contact_truth(contact_id))
+
     async def state(request: Request) -> Response:
         emulator.advance()
         return JSONResponse(
@@ -124,6 +158,8 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:
         Route("/_sim/contacts", create_contact, methods=["POST"]),
         Route("/_sim/contacts/{contact_id}/connect", take_out("connect"), methods=["POST"]),
         Route("/_sim/contacts/{contact_id}/abandon", take_out("abandon"), methods=["POST"]),
+        Route("/_sim/contacts/{contact_id}/routing", update_routing, methods=["POST"]),
+        Route("/_sim/contacts/{contact_id}", contact, methods=["GET"]),
         Route("/_sim/state", state, methods=["GET"]),
         Route("/_sim/stats", stats, methods=["GET"]),
         Route("/_sim/stats/reset", reset_stats, methods=["POST"]),

@@ -10,6 +10,11 @@ Estimated wait time (EWT), the estimator the emulator reports: a waiting contact
 `EWT = max(0, p - f) * S / max(n, 1)`. It assumes agents free up as a Poisson stream of rate
 `n / S` (exact for exponential service times), ignores abandonment of the contacts ahead, and
 does not peek at the model's drawn service times, as a real forecaster cannot either.
+
+Routing order within a queue, as Amazon Connect routes: lower priority value first, then the
+older contact, where a routing-age adjustment (`QueueTimeAdjustmentSeconds`) makes a contact
+look older (positive) or younger (negative) for ordering only; its reported enqueue time and
+wait do not change. Ties go to the contact created first.
 """
 
 from __future__ import annotations
@@ -67,10 +72,11 @@ class Contact:
     connected_at: float | None = None
     left_at: float | None = None  # left the queue: connected or abandoned
     disconnected_at: float | None = None
+    age_adjustment_s: int = 0  # QueueTimeAdjustmentSeconds: > 0 routes as if it came earlier
 
     @property
     def routing_key(self) -> tuple[int, float, int]:
-        return (self.priority, self.enqueued_at, self.seq)
+        return (self.priority, self.enqueued_at - self.age_adjustment_s, self.seq)
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,45 @@ class QueueModel:
         contact = self._waiting(contact_id)
         self._abandon(contact)
         return contact
+
+    def update_routing(
+        self, contact_id: str, priority: int | None = None, age_adjustment_s: int | None = None
+    ) -> Contact:
+        """Change a waiting contact's routing priority and/or routing-age adjustment now.
+
+        Both are absolute values (the adjustment replaces the previous one, it does not add to
+        it). Only the contact's place in its queue moves; no agent is freed or taken, and no
+        random number is drawn, so the rest of the history stays as the seed made it.
+
+        Raises:
+            KeyError: no such contact.
+            NotWaitingError: the contact has left its queue.
+            ValueError: a priority below 1 (Connect's minimum).
+        """
+        if priority is not None and priority < 1:
+            raise ValueError("priority must be >= 1")
+        contact = self._waiting(contact_id)
+        queue = self.queues[contact.queue_id]
+        old_key = contact.routing_key
+        del queue.waiting_keys[bisect.bisect_left(queue.waiting_keys, old_key)]
+        del queue.waiting[old_key]
+        if priority is not None:
+            contact.priority = priority
+        if age_adjustment_s is not None:
+            contact.age_adjustment_s = age_adjustment_s
+        bisect.insort(queue.waiting_keys, contact.routing_key)
+        queue.waiting[contact.routing_key] = contact
+        return contact
+
+    def set_spec(self, queue: Queue, spec: QueueSpec) -> None:
+        """Replace a queue's spec (staffing stays as configured at start: `agents` must match).
+
+        Priorities and patience apply to contacts that arrive from now on; the arrival rate is
+        set with `set_arrival_rate`.
+        """
+        if spec.agents != queue.spec.agents:
+            raise ValueError("agents cannot change at run time")
+        queue.spec = spec
 
     def advance(self, to: float) -> None:
         """Process every event up to simulated time `to`; going backwards is a no-op."""

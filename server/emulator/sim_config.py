@@ -20,6 +20,7 @@ def config_json(emulator: Emulator) -> dict[str, Any]:
     return {
         "quota": emulator.metrics_quota.as_json(),
         "describeQuota": emulator.describe_quota.as_json(),
+        "quotas": {operation: quota.as_json() for operation, quota in emulator.quotas.items()},
         "faults": {
             "rates": dict(faults.rates),
             "latencyMs": faults.latency_ms,
@@ -43,7 +44,7 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     if not isinstance(patch, dict):
         raise ConfigError("config must be a JSON object")
     known = {"quota", "describeQuota", "faults", "leaveMode", "leaveGrace", "speed", "paused"}
-    unknown = set(patch) - known - {"arrivals"}
+    unknown = set(patch) - known - {"arrivals", "quotas"}
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
     # Validate everything first so a bad field leaves the emulator untouched.
@@ -55,6 +56,7 @@ def apply_config(emulator: Emulator, patch: object) -> None:
         )
         if key in patch
     }
+    operation_quotas = _operation_quotas(emulator, patch.get("quotas", {}))
     faults = _faults(patch["faults"], emulator.faults.settings) if "faults" in patch else None
     leave_mode = patch.get("leaveMode", emulator.leave_mode)
     if leave_mode not in LEAVE_MODES:
@@ -72,6 +74,9 @@ def apply_config(emulator: Emulator, patch: object) -> None:
         quota = emulator.metrics_quota if key == "quota" else emulator.describe_quota
         quota.enabled = enabled
         quota.bucket.reconfigure(rps, burst, now)
+    for operation, (enabled, rps, burst) in operation_quotas.items():
+        emulator.quotas[operation].enabled = enabled
+        emulator.quotas[operation].bucket.reconfigure(rps, burst, now)
     if faults is not None:
         emulator.faults.settings = faults
     emulator.leave_mode, emulator.leave_grace = leave_mode, grace
@@ -101,6 +106,15 @@ def _quota(value: object, current: Quota) -> tuple[bool, float, int]:
     if rps <= 0:
         raise ConfigError("rps must be > 0 (disable the quota instead)")
     return enabled, rps, int(burst)
+
+
+def _operation_quotas(emulator: Emulator, value: object) -> dict[str, tuple[bool, float, int]]:
+    if not isinstance(value, dict):
+        raise ConfigError("quotas must map an operation name to a quota")
+    unknown = set(value) - set(emulator.quotas)
+    if unknown:
+        raise ConfigError(f"no quota for {', '.join(sorted(unknown))}")
+    return {key: _quota(quota, emulator.quotas[key]) for key, quota in value.items()}
 
 
 def _faults(value: object, current: FaultSettings) -> FaultSettings:

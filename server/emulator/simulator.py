@@ -14,12 +14,19 @@ from typing import Any
 
 from server.emulator.config import EmulatorConfig
 from server.emulator.faults import FaultInjector, FaultSettings
-from server.emulator.model import Contact, ModelEvent, QueueModel
+from server.emulator.model import Contact, ContactStatus, ModelEvent, QueueModel
 from server.events import utc_iso
 from server.ids import bare_id, instance_arn, queue_arn
 from server.ratelimit import TokenBucket
 
-OPERATIONS = ("getContactMetrics", "describeContact")
+OPERATIONS = (
+    "getContactMetrics",
+    "describeContact",
+    "getCurrentMetricData",
+    "listQueues",
+    "describeQueue",
+    "updateContactRoutingData",
+)
 
 
 class SimClock:
@@ -104,10 +111,11 @@ class Emulator:
         self.config = config
         self.mono = mono
         self.clock = SimClock(mono, wall(), config.speed, config.paused)
+        self.started_at = self.clock.now()  # simulated; the queues' LastModifiedTime
         self.model = QueueModel(
             config.seed,
             [list(config.queues) for _ in range(config.instances)],
-            start=self.clock.now(),
+            start=self.started_at,
             max_history=config.max_history,
         )
         now = mono()
@@ -115,6 +123,13 @@ class Emulator:
         self.describe_quota = Quota(
             config.describe_quota_enabled, config.describe_rps, config.describe_burst, now
         )
+        # Every operation's quota by operation name (the two above included), one bucket each.
+        self.quotas: dict[str, Quota] = {
+            "getContactMetrics": self.metrics_quota,
+            "describeContact": self.describe_quota,
+        }
+        for operation, (rps, burst) in config.operation_quotas.items():
+            self.quotas[operation] = Quota(config.operation_quotas_enabled, rps, burst, now)
         faults = FaultSettings(dict(config.fault_rates), config.latency_ms, config.jitter_ms)
         self.faults = FaultInjector(config.seed, faults)
         self.leave_mode = config.leave_mode
@@ -162,6 +177,29 @@ class Emulator:
             return float(self.model.position(contact))
         return round(self.model.ewt(contact), 3)
 
+    def contact_truth(self, contact_id: str) -> dict[str, Any]:
+        """One contact as `GET /_sim/contacts/{id}`: status and, while waiting, position and EWT
+        at the current simulated time. The contact must be known."""
+        contact = self.model.contacts[contact_id]
+        waiting = contact.status is ContactStatus.WAITING
+        times = {
+            "enqueuedAt": contact.enqueued_at,
+            "connectedAt": contact.connected_at,
+            "leftAt": contact.left_at,
+            "disconnectedAt": contact.disconnected_at,
+        }
+        return {
+            "contactId": contact.contact_id,
+            "instanceId": contact.instance_id,
+            "queueId": contact.queue_id,
+            "status": contact.status.value,
+            "position": self.model.position(contact) if waiting else None,
+            "ewt": round(self.model.ewt(contact), 3) if waiting else None,
+            "priority": contact.priority,
+            "ageAdjustmentSeconds": contact.age_adjustment_s,
+            **{key: None if at is None else utc_iso(at) for key, at in times.items()},
+        }
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Every instance and queue with agents and waiting contacts, as `GET /_sim/state`."""
         region, account = self.config.region, self.config.account_id
@@ -177,12 +215,18 @@ class Emulator:
                             "name": q.spec.name,
                             "arn": queue_arn(region, account, instance_id, q.queue_id),
                             "agents": {"total": q.spec.agents, "busy": q.busy, "free": q.free},
+                            "counts": {
+                                "arrived": q.arrived,
+                                "served": q.served,
+                                "abandoned": q.abandoned,
+                            },
                             "waiting": [
                                 {
                                     "contactId": c.contact_id,
                                     "position": position,
                                     "ewt": round(self.model.ewt(c), 3),
                                     "priority": c.priority,
+                                    "ageAdjustmentSeconds": c.age_adjustment_s,
                                     "enqueuedAt": utc_iso(c.enqueued_at),
                                 }
                                 for position, c in enumerate(q.waiting_in_order(), 1)

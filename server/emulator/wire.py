@@ -26,6 +26,7 @@ ERROR_STATUS = {
     "InvalidParameterException": 400,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
+    "ResourceConflictException": 409,
     "ThrottlingException": 429,
     "InternalServiceException": 500,
 }
@@ -88,6 +89,8 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
         body = json.loads(b"".join(chunks) or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise AwsError("InvalidRequestException", "The request body is not valid JSON") from None
+    except RecursionError:  # 64 KiB of "[[[[..." nests deeper than the parser goes
+        raise AwsError("InvalidRequestException", "The request body nests too deeply") from None
     if not isinstance(body, dict):
         raise AwsError("InvalidRequestException", "The request body must be a JSON object")
     return body
@@ -97,11 +100,14 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
 def input_validator(operation: str) -> Callable[[dict[str, Any]], None]:
     """A function that raises InvalidParameterException unless `params` fit `operation`."""
     model = botocore.session.get_session().get_service_model("connect")
-    check = _compile(model.operation_model(operation).input_shape)
+    check = _compile(model.operation_model(operation).input_shape, {})
 
     def validate(params: dict[str, Any]) -> None:
         problems: list[str] = []
-        check(params, "", problems)
+        try:
+            check(params, "", problems)
+        except RecursionError:  # recursive shapes (routing criteria) nested absurdly deep
+            raise AwsError("InvalidParameterException", "The request nests too deeply") from None
         if problems:
             count = len(problems)
             noun = "error" if count == 1 else "errors"
@@ -124,7 +130,24 @@ def _problem(value: object, path: str, constraint: str) -> str:
     )
 
 
-def _compile(shape: Any) -> Check:  # botocore shapes are untyped
+def _compile(shape: Any, done: dict[str, Check]) -> Check:  # botocore shapes are untyped
+    """The check of `shape`; `done` holds the structures compiled so far, so a recursive shape
+    (a routing-criteria Expression holds Expressions) refers to itself instead of recursing."""
+    kind = shape.type_name
+    if kind == "structure":
+        if shape.name not in done:
+            late: list[Check] = []
+
+            def check_later(value: object, path: str, out: list[str]) -> None:
+                late[0](value, path, out)  # compiled just below, before any request
+
+            done[shape.name] = check_later
+            late.append(_compile_shape(shape, done))
+        return done[shape.name]
+    return _compile_shape(shape, done)
+
+
+def _compile_shape(shape: Any, done: dict[str, Check]) -> Check:
     kind = shape.type_name
     meta = shape.metadata
     low, high = meta.get("min"), meta.get("max")
@@ -138,7 +161,8 @@ def _compile(shape: Any) -> Check:  # botocore shapes are untyped
 
     if kind == "structure":
         members = {
-            name: (_compile(m), name[:1].lower() + name[1:]) for name, m in shape.members.items()
+            name: (_compile(m, done), name[:1].lower() + name[1:])
+            for name, m in shape.members.items()
         }
         required = list(shape.required_members)
 
@@ -157,7 +181,7 @@ def _compile(shape: Any) -> Check:  # botocore shapes are untyped
 
         return check_structure
     if kind == "list":
-        check_member = _compile(shape.member)
+        check_member = _compile(shape.member, done)
 
         def check_list(value: object, path: str, out: list[str]) -> None:
             if not isinstance(value, list):
@@ -188,6 +212,10 @@ def _compile(shape: Any) -> Check:  # botocore shapes are untyped
 
         return check_string
     if kind in ("integer", "long"):
+        # The service is Java: an integer is 32 bits, a long 64, whatever the model's bounds.
+        bits = 31 if kind == "integer" else 63
+        low = max(low, -(2**bits)) if low is not None else -(2**bits)
+        high = min(high, 2**bits - 1) if high is not None else 2**bits - 1
 
         def check_integer(value: object, path: str, out: list[str]) -> None:
             if isinstance(value, bool) or not isinstance(value, int):

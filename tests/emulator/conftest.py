@@ -35,6 +35,7 @@ def quiet_config(**overrides: Any) -> EmulatorConfig:
         "queues": queues,
         "quota_enabled": False,
         "describe_quota_enabled": False,
+        "operation_quotas_enabled": False,
     }
     return EmulatorConfig(**{**base, **overrides})
 

@@ -106,6 +106,23 @@ class EmulatorHandle:
     async def abandon(self, contact: str | dict[str, str]) -> dict[str, str]:
         return await self._json("POST", f"/_sim/contacts/{_contact_id(contact)}/abandon")  # type: ignore[no-any-return]
 
+    async def update_routing(
+        self,
+        contact: str | dict[str, str],
+        priority: int | None = None,
+        adjustment_s: int | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if priority is not None:
+            body["priority"] = priority
+        if adjustment_s is not None:
+            body["adjustmentSeconds"] = adjustment_s
+        path = f"/_sim/contacts/{_contact_id(contact)}/routing"
+        return await self._json("POST", path, body)  # type: ignore[no-any-return]
+
+    async def contact_truth(self, contact: str | dict[str, str]) -> dict[str, Any]:
+        return await self._json("GET", f"/_sim/contacts/{_contact_id(contact)}")  # type: ignore[no-any-return]
+
     async def waiting(self, queue: str) -> list[dict[str, Any]]:
         """The true waiting list of a queue (name or id) in the first instance."""
         state = await self.sim_state()
