@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
@@ -37,13 +36,11 @@ from server.connect.coordination import RedisCoordinator
 from server.connect.poller import ContactPoller, PollerConfig
 from server.http import api as http_api
 from server.http import queues
+from server.http.static_assets import static_directory
 from server.runtime import Runtime
 from server.settings import Settings
 
 log = logging.getLogger("queuecast")
-
-PACKAGED_STATIC = Path(__file__).resolve().parent.parent / "static"
-
 
 REDIS_POOL_SIZE = 64
 
@@ -132,7 +129,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
         backend: a bus backend to use instead of the one `settings.redis_url` implies.
 
     Raises:
-        ValueError: a token key that does not load.
+        ValueError: a token key that does not load, or no static folder to serve.
     """
     access = AccessPolicy.from_settings(settings)
     install_log_redaction(Redactor(secrets_to_scrub(settings), settings.log_contact_ids))
@@ -182,7 +179,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
             log.info("queuecast ready", extra={"settings": settings.redacted()})
             yield
 
-    static_dir = Path(settings.static_dir) if settings.static_dir else PACKAGED_STATIC
+    static_dir = static_directory(settings)
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/static/demo.html")
@@ -193,7 +190,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
         *http_api.routes,
         *queues.routes,
         Route("/", home, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static"),
+        Mount("/static", StaticFiles(directory=static_dir), name="static"),
     ]
     app = QueuecastApp(
         routes=routes,

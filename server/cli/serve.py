@@ -18,6 +18,7 @@ from server.http.serving import (
     tune_gc_for_many_sockets,
     uvicorn_config,
 )
+from server.http.static_assets import static_directory
 from server.logs import configure_logging
 from server.runtime import Runtime
 from server.settings import Settings
@@ -47,6 +48,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.load(args)
         check_serve_settings(settings)
+        static_directory(settings)  # a wrong --static-dir fails here, not as 500s later
     except (TypeError, ValueError) as exc:
         print(f"queuecast serve: {exc}", file=sys.stderr)
         return 2

@@ -56,6 +56,13 @@ async def test_serve_refuses_to_start_without_a_key(tmp_path):
     assert status == 2 and "not an origin" in err
 
 
+async def test_serve_refuses_a_static_dir_that_does_not_exist(tmp_path):
+    missing = tmp_path / "no-such-static"
+    status, err = await _serve_exit("--static-dir", str(missing), QUEUECAST_SECRET=TEST_SECRET)
+    assert status == 2
+    assert f"--static-dir {missing}: does not exist" in err
+
+
 async def test_allow_anonymous_warns_and_serves_anyone(emulator, tmp_path):
     mine = (await emulator.create_contact("sales"))["contactId"]
     log = tmp_path / "stderr.log"

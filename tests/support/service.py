@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,11 +75,14 @@ async def start_service_process(
     *extra: str,
     env: dict[str, str] | None = None,
     stderr: Path | None = None,
+    command: Sequence[str] = (sys.executable, "-m", "server"),
+    cwd: Path = REPO_ROOT,
 ) -> AsyncIterator[ServiceHandle]:
     """`python -m server serve` against `emulator` (dummy AWS credentials); SIGTERM on exit.
 
     Args:
         stderr: write the service's stderr (its logs) to this file instead of inheriting it.
+        command: what runs `queuecast` (e.g. an installed `.../bin/queuecast`), run in `cwd`.
     """
     environment = {
         **os.environ,
@@ -91,12 +94,10 @@ async def start_service_process(
     }
     log_file = stderr.open("wb") if stderr is not None else None
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server",
+        *command,
         "serve",
         *service_args(emulator, redis_url, *extra),
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=environment,
         stdout=asyncio.subprocess.PIPE,
         stderr=log_file,
