@@ -184,7 +184,7 @@ def demo_routes(
     async def join(request: Request) -> Response:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         name = body.get("queue") if isinstance(body, dict) else None
         if not isinstance(name, str):

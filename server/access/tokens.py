@@ -16,6 +16,7 @@ may use is decided by the key it selects, never by the token alone.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,13 @@ class Grant:
 
 
 ANONYMOUS = Grant(scope="service")
+
+
+TIME_CLAIMS = ("exp", "iat", "nbf")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _same_instance(a: str, b: str) -> bool:
@@ -266,8 +274,12 @@ class TokenVerifier:
         raise TokenError("bad_algorithm", "the token's algorithm is not accepted")
 
     def _grant(self, claims: dict[str, Any], now: float) -> Grant:
+        # PyJWT accepts a numeric string as `exp` (and ignores an odd `iat`): numbers only here.
+        for name in TIME_CLAIMS:
+            if name in claims and not _is_number(claims[name]):
+                raise TokenError("bad_claims", f"the token's {name} is not a number")
         exp, iat = claims["exp"], claims.get("iat")
-        start = iat if isinstance(iat, int | float) else now
+        start = now if iat is None else iat
         if exp - start > self.max_ttl + self.leeway:
             raise TokenError("too_long_lived", "the token lives longer than this server allows")
         scope = claims["scope"]

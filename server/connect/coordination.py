@@ -77,7 +77,7 @@ class Wanted:
         try:
             value = json.loads(raw)
             instance, queue = value["i"], value.get("q")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return None
         if not isinstance(instance, str) or not (queue is None or isinstance(queue, str)):
             return None

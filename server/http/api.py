@@ -59,7 +59,7 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         raise BodyError(400, "bad_json", "the body is not valid JSON") from None
 
 
