@@ -122,6 +122,7 @@ async def status(request: Request) -> Response:
                 "channels": len(runtime.bus.channels),
                 "lastError": runtime.bus.last_error,
             },
+            "coordinationError": runtime.poller.coordination_error,
             "sockets": len(runtime.gateway.sessions),
         }
     )
@@ -131,24 +132,32 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+# Reason codes of /readyz: open to anyone, so codes only; details are in the logs and in
+# /v1/status (a service token).
+NOT_READY_BUS_DOWN = "bus_down"
+NOT_READY_BUS_UNREACHABLE = "bus_unreachable"
+NOT_READY_POLLER_STOPPED = "poller_stopped"
+READINESS_PING_TIMEOUT = 1.0
+
+
 async def readyz(request: Request) -> Response:
+    """Whether this replica can serve: its bus answers and its poller runs.
+
+    Amazon Connect's answers (access denied, unreachable) are the same for every replica of
+    an account: taking all of them out of the load balancer would turn a Connect problem into
+    an outage of the sockets too, so they show in `/v1/status` and the logs instead.
+    """
     runtime = _runtime(request)
     reasons: list[str] = []
     if not runtime.bus.connected:
-        reasons.append(f"bus listener down: {runtime.bus.last_error or 'not connected'}")
+        reasons.append(NOT_READY_BUS_DOWN)
     else:
         try:
-            await asyncio.wait_for(runtime.bus.ping(), 1.0)
-        except (BusUnavailable, TimeoutError) as exc:
-            reasons.append(f"bus unreachable: {exc}")
+            await asyncio.wait_for(runtime.bus.ping(), READINESS_PING_TIMEOUT)
+        except (BusUnavailable, TimeoutError):
+            reasons.append(NOT_READY_BUS_UNREACHABLE)
     if not runtime.poller.running:
-        reasons.append("poller stopped")
-    if runtime.poller.access_denied:
-        reasons.append(f"Amazon Connect denied access: {runtime.poller.access_denied}")
-    if runtime.poller.unreachable:
-        reasons.append(f"Amazon Connect unreachable: {runtime.poller.unreachable}")
-    if runtime.poller.coordination_error:
-        reasons.append(f"cannot coordinate polling: {runtime.poller.coordination_error}")
+        reasons.append(NOT_READY_POLLER_STOPPED)
     if reasons:
         return JSONResponse({"ready": False, "reasons": reasons}, 503)
     return JSONResponse({"ready": True})

@@ -11,6 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.emulator import EmulatorHandle, start_emulator_process
+from tests.support.redis import RedisServer, running_redis
 from tests.support.wsclient import WsClient
 
 QUIET_FLAGS = ("--arrivals", "0", "--agents", "0", "--mean-patience", "0")
@@ -20,6 +21,13 @@ QUIET_FLAGS = ("--arrivals", "0", "--agents", "0", "--mean-patience", "0")
 async def emulator() -> AsyncIterator[EmulatorHandle]:
     async with start_emulator_process(*QUIET_FLAGS) as handle:
         yield handle
+
+
+@pytest.fixture
+async def redis_server(tmp_path) -> AsyncIterator[RedisServer]:
+    """A redis-server of the test's own on a free port (never 6379)."""
+    async with running_redis(tmp_path) as server:
+        yield server
 
 
 async def expect_close(ws: WsClient, code: int, timeout: float = 10) -> list[dict[str, Any]]:
