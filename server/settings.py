@@ -271,7 +271,10 @@ class Settings:
         _positive_float,
     )
     handshake_timeout: float = _option(
-        10.0, "Seconds a connection has to send its request headers.", _positive_float
+        10.0,
+        "Seconds a client has to send each request (headers and body; a WebSocket handshake "
+        "too) after connecting or after the previous response.",
+        _positive_float,
     )
     max_sockets_per_ip: int = _option(
         100,

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -48,12 +48,17 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         raise BodyError(413, "too_large", f"the body is limited to {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            LIMIT_HITS.labels("body_size").inc()
-            raise BodyError(413, "too_large", f"the body is limited to {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                LIMIT_HITS.labels("body_size").inc()
+                raise BodyError(413, "too_large", f"the body is limited to {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Gone before its body was in (or cut off for taking too long): a client's doing,
+        # not an error of ours; the answer goes nowhere.
+        raise BodyError(400, "incomplete", "the connection closed before the body was in") from None
     raw = b"".join(chunks)
     if not raw.strip():
         return None

@@ -1,8 +1,11 @@
-"""An HTTP protocol for uvicorn that gives each connection a deadline for its request headers.
+"""An HTTP protocol for uvicorn that gives each request a deadline to arrive.
 
-uvicorn times out idle keep-alive connections, but not a connection that opens and then sends
-its first request slowly or never (slowloris); such sockets would pile up until file
-descriptors run out. WebSocket handshakes are HTTP requests, so they are covered too.
+uvicorn times out idle keep-alive connections, but not one that sends a request slowly: a
+byte now and then keeps it from being idle (slowloris); such sockets would pile up until file
+descriptors run out. So every request, the first and each one after on a kept-alive
+connection, must have sent its headers and its body within `timeout` seconds of the
+connection opening or of the previous response. WebSocket handshakes are HTTP requests, so
+they are covered too.
 """
 
 from __future__ import annotations
@@ -16,14 +19,25 @@ from server.access.policy import LIMIT_HITS
 
 
 def with_handshake_timeout(timeout: float) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol, closing connections whose first request headers take longer
-    than `timeout` seconds to arrive (pass the class as `uvicorn.Config(http=...)`)."""
+    """uvicorn's h11 protocol, closing connections whose next request (headers and body)
+    takes longer than `timeout` seconds to arrive (pass the class as `uvicorn.Config(http=...)`)."""
 
     class HandshakeTimeoutProtocol(H11Protocol):
         _handshake_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self._arm_handshake_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # Kept alive: the next request gets its own deadline (it may have begun already,
+            # pipelined; it is then counted from here, which is later, so no stricter).
+            if not self.transport.is_closing():
+                self._arm_handshake_timer()
+
+        def _arm_handshake_timer(self) -> None:
+            self._cancel_handshake_timer()
             self._handshake_timer = self.loop.call_later(timeout, self._handshake_expired)
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -45,10 +59,12 @@ def with_handshake_timeout(timeout: float) -> type[asyncio.Protocol]:
 
         def _handshake_expired(self) -> None:
             self._handshake_timer = None
-            # `cycle` is set once a request's headers are in; an upgraded connection belongs
-            # to the WebSocket protocol by now.
+            # `cycle` is the request being served, or the last one served; an upgraded
+            # connection belongs to the WebSocket protocol by now.
+            cycle = self.cycle
+            arriving = cycle is None or cycle.response_complete or cycle.more_body
             if (
-                self.cycle is None
+                arriving
                 and self.transport.get_protocol() is self
                 and not self.transport.is_closing()
             ):

@@ -11,10 +11,12 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from tests.security.conftest import expect_close
-from tests.support.service import start_service_process
+from tests.support.service import mint_test_token, start_service_process
 from tests.support.wsclient import ws_client
 
 pytestmark = pytest.mark.e2e
+
+UNKNOWN_CONTACT = "00000000-0000-4000-8000-000000000000"
 
 
 async def test_origin_allowlist(emulator):
@@ -106,3 +108,48 @@ async def test_slow_handshake_is_dropped(emulator):
             assert "pong" in await conn.recv()
         metrics = (await service.http.get("/metrics")).text
         assert 'queuecast_limit_hits_total{limit="handshake_timeout"} 1.0' in metrics
+
+
+async def _drip_until_closed(writer, reader, data: bytes, every: float, limit: float) -> float:
+    """Send `data` one byte every `every` seconds; the seconds until the server hung up."""
+    started = time.monotonic()
+    closed = asyncio.ensure_future(reader.read())
+    try:
+        for byte in data:
+            if closed.done() or time.monotonic() - started > limit:
+                break
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(every)
+        assert await asyncio.wait_for(closed, limit) == b""
+    finally:
+        closed.cancel()
+        writer.close()
+    return time.monotonic() - started
+
+
+async def test_every_request_on_a_kept_alive_connection_has_a_deadline(emulator, tmp_path):
+    """Issue 14, item 8: the second request's headers (or a body) may not drip forever."""
+    log = tmp_path / "stderr.log"
+    flags = ("--handshake-timeout", "1")
+    async with start_service_process(emulator, None, *flags, stderr=log) as service:
+        host, port = service.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), 5)
+        assert first.startswith(b"HTTP/1.1 200")
+        second = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n"
+        assert await _drip_until_closed(writer, reader, second, every=0.2, limit=6) < 3
+
+        reader, writer = await asyncio.open_connection(host, int(port))
+        token = mint_test_token()
+        head = (
+            f"PUT /v1/contacts/{UNKNOWN_CONTACT} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n"
+        ).encode()
+        writer.write(head)
+        assert await _drip_until_closed(writer, reader, b" " * 100, every=0.2, limit=6) < 3
+        metrics = (await service.http.get("/metrics")).text
+        assert 'queuecast_limit_hits_total{limit="handshake_timeout"} 2.0' in metrics
+    assert '"level":"error"' not in log.read_text()
