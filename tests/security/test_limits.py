@@ -59,9 +59,12 @@ async def test_flood_is_told_then_closed_and_others_unaffected(emulator):
             for _ in range(200):
                 await flood.send({"op": "ping"})
             replies = await expect_close(flood, 1008)
-            # auth used one of the burst of 10: nine pongs, one warning, a last word
-            assert [r["type"] for r in replies[:9]] == ["pong"] * 9
-            codes = [r.get("code") for r in replies[9:]]
+            # auth used one of the burst of 10: nine pongs (one more for each 0.2 s the 200
+            # sends took on a busy machine), one warning, a last word
+            pongs = sum(1 for r in replies if r["type"] == "pong")
+            assert 9 <= pongs <= 12, replies
+            assert [r["type"] for r in replies[:pongs]] == ["pong"] * pongs
+            codes = [r.get("code") for r in replies[pongs:]]
             assert codes == ["rate_limited", "rate_limited"], replies
             # A client at the rate is never limited.
             for _ in range(6):
