@@ -23,9 +23,10 @@ import pytest
 import yaml
 
 from server.browser.gateway import GatewayConfig
-from server.cli import GRACEFUL_SHUTDOWN_SECONDS, build_parser
+from server.cli import build_parser
 from server.emulator.eventbridge import contact_event
 from server.emulator.model import Contact, ModelEvent
+from server.http.serving import GRACEFUL_SHUTDOWN_SECONDS
 from server.ids import instance_arn
 from server.settings import Settings
 from tests.unit._cloudformation import (
