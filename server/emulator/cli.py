@@ -43,6 +43,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add("--burst", type=int, default=5, help="GetContactMetrics quota burst")
     add("--describe-rps", type=float, default=2.0, help="DescribeContact quota, requests/s")
     add("--describe-burst", type=int, default=5, help="DescribeContact quota burst")
+    add(
+        "--quota",
+        action="append",
+        metavar="OPERATION=RPS:BURST",
+        help=(
+            "quota of another operation (repeatable): getCurrentMetricData (default 5:8), "
+            "listQueues, describeQueue, updateContactRoutingData (default 2:5 each)"
+        ),
+    )
     add("--no-quota", action="store_true", help="disable every quota")
     add("--instances", type=int, default=1, help="Connect instances, each with every queue")
     add(
@@ -93,6 +102,14 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             name, agents, per_minute, args.mean_service, args.service_cv, patience, priorities
         )
 
+    operation_quotas = {}
+    for text in args.quota or ():
+        operation, _, limits = text.partition("=")
+        rps, _, burst = limits.partition(":")
+        try:
+            operation_quotas[operation] = (float(rps), int(burst))
+        except ValueError:
+            raise ValueError(f"bad --quota {text!r}: expected OPERATION=RPS:BURST") from None
     queues = []
     for text in args.queue or [q.name for q in DEFAULT_QUEUES]:
         name, *rest = text.split(":")
@@ -112,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         burst=args.burst,
         describe_quota_enabled=not args.no_quota,
         operation_quotas_enabled=not args.no_quota,
+        operation_quotas=operation_quotas,
         describe_rps=args.describe_rps,
         describe_burst=args.describe_burst,
         leave_mode=args.leave_mode,

@@ -8,6 +8,7 @@ from typing import Any
 from server.emulator.config import LEAVE_MODES
 from server.emulator.faults import FaultSettings
 from server.emulator.model import Queue
+from server.emulator.scenario_config import ScenarioError, parse_scenario, scenario_json
 from server.emulator.simulator import Emulator, Quota
 
 
@@ -32,6 +33,7 @@ def config_json(emulator: Emulator) -> dict[str, Any]:
         "speed": emulator.clock.speed,
         "paused": emulator.clock.paused,
         "arrivals": {q.queue_id: q.arrivals_per_minute for q in emulator.model.queues.values()},
+        "queues": scenario_json(emulator),
     }
 
 
@@ -44,7 +46,7 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     if not isinstance(patch, dict):
         raise ConfigError("config must be a JSON object")
     known = {"quota", "describeQuota", "faults", "leaveMode", "leaveGrace", "speed", "paused"}
-    unknown = set(patch) - known - {"arrivals", "quotas"}
+    unknown = set(patch) - known - {"arrivals", "quotas", "queues"}
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
     # Validate everything first so a bad field leaves the emulator untouched.
@@ -57,6 +59,10 @@ def apply_config(emulator: Emulator, patch: object) -> None:
         if key in patch
     }
     operation_quotas = _operation_quotas(emulator, patch.get("quotas", {}))
+    try:
+        specs = parse_scenario(emulator, patch.get("queues", {}))
+    except ScenarioError as exc:
+        raise ConfigError(str(exc)) from None
     faults = _faults(patch["faults"], emulator.faults.settings) if "faults" in patch else None
     leave_mode = patch.get("leaveMode", emulator.leave_mode)
     if leave_mode not in LEAVE_MODES:
@@ -83,6 +89,8 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     emulator.clock.set(speed=speed, paused=paused)
     for queue, rate in arrivals:
         emulator.model.set_arrival_rate(queue, rate)
+    for queue, spec in specs:
+        emulator.model.set_spec(queue, spec)
 
 
 def _number(value: object, name: str, low: float, integer: bool = False) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import sys
@@ -9,6 +10,7 @@ import sys
 import aioboto3
 import pytest
 
+from server.emulator.cli import add_parser, config_from_args
 from tests.support.emulator import REPO_ROOT, start_emulator_process, stop_process
 
 
@@ -56,3 +58,29 @@ async def test_bad_flags_exit_two():
     )
     _, err = await proc.communicate()
     assert proc.returncode == 2 and b"--queue" in err
+
+
+def parse_simulate(*flags: str):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return config_from_args(parser.parse_args(["simulate", *flags]))
+
+
+def test_quota_flags():
+    config = parse_simulate("--quota", "listQueues=10:15", "--quota", "describeQueue=10:15")
+    assert config.operation_quotas == {
+        "getCurrentMetricData": (5.0, 8),
+        "listQueues": (10.0, 15),
+        "describeQueue": (10.0, 15),
+        "updateContactRoutingData": (2.0, 5),
+    }
+    assert config.operation_quotas_enabled
+    assert not parse_simulate("--no-quota").operation_quotas_enabled
+
+
+@pytest.mark.parametrize(
+    "flag", ["listQueues=fast", "listQueues=1", "nope=1:1", "listQueues=0:5", "listQueues=1:0"]
+)
+def test_bad_quota_flags(flag):
+    with pytest.raises(ValueError):
+        parse_simulate("--quota", flag)

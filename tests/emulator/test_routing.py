@@ -154,3 +154,12 @@ def test_priority_share_and_abandonment_are_expressible():
     queue = model.find_queue("q")
     assert 0.08 < share < 0.12
     assert 0.03 < queue.abandoned / queue.arrived < 0.2
+
+
+def test_set_spec_keeps_staffing():
+    model, _ = model_with(0)
+    queue = model.find_queue("q")
+    model.set_spec(queue, QueueSpec("q", agents=0, priorities=(1,)))
+    assert queue.spec.priorities == (1,)
+    with pytest.raises(ValueError, match="agents"):
+        model.set_spec(queue, QueueSpec("q", agents=3))
