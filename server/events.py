@@ -1,7 +1,7 @@
 """The one event schema: the same JSON on Redis, over WebSocket and from HTTP.
 
     {"type": "snapshot"|"update"|"ended", "instance", "contact", "queue", "position",
-     "ewt", "at", "stale", "reason", "enqueued", "seq"}
+     "ewt", "at", "stale", "reason", "enqueued", "basis", "seq"}
 
 `seq` is always the last member. The bus assigns it atomically where the state is stored (a
 Redis counter), so an event is encoded once as everything-but-seq (`encode_head`) and the store
@@ -24,6 +24,15 @@ REASON_LEFT_QUEUE = "left_queue"
 REASON_NOT_FOUND = "not_found"
 REASON_INVALID = "invalid"
 REASON_UNTRACKED = "untracked"
+# From contact events, which say how the wait ended (a poll only sees that it did).
+REASON_CONNECTED = "connected_to_agent"
+REASON_DISCONNECTED = "disconnected"
+
+# How the position and wait of an event were learnt.
+Basis = Literal["read", "inferred"]
+BASIS_READ: Basis = "read"  # this contact's own GetContactMetrics answer
+BASIS_INFERRED: Basis = "inferred"  # from contact events or other contacts' reads
+BASES: frozenset[str] = frozenset({BASIS_READ, BASIS_INFERRED})
 
 
 class EventDecodeError(ValueError):
@@ -45,6 +54,7 @@ class ContactEvent:
     reason: str | None
     seq: int
     enqueued: str | None = None  # when the contact entered its queue, if known
+    basis: Basis | None = None  # how position and ewt were learnt (None: ended, or unknown)
 
     @property
     def ended(self) -> bool:
@@ -66,6 +76,7 @@ class ContactEvent:
                 stale=self.stale,
                 reason=self.reason,
                 enqueued=self.enqueued,
+                basis=self.basis,
             )
             + str(self.seq).encode()
             + b"}"
@@ -83,6 +94,7 @@ class ContactEvent:
             "stale": self.stale,
             "reason": self.reason,
             "enqueued": self.enqueued,
+            "basis": self.basis,
             "seq": self.seq,
         }
 
@@ -99,6 +111,7 @@ def encode_head(
     stale: bool,
     reason: str | None,
     enqueued: str | None = None,
+    basis: Basis | None = None,
 ) -> bytes:
     """Encode an event up to and including `"seq":`; the store appends the number and `}`."""
     body = json.dumps(
@@ -113,6 +126,7 @@ def encode_head(
             "stale": stale,
             "reason": reason,
             "enqueued": enqueued,
+            "basis": basis,
         },
         separators=(",", ":"),
         ensure_ascii=True,
@@ -179,6 +193,9 @@ def decode_event(data: bytes | str) -> ContactEvent:
     stale = payload.get("stale", False)
     if not isinstance(stale, bool):
         raise EventDecodeError("stale must be a boolean")
+    basis = payload.get("basis")
+    if basis is not None and basis not in BASES:
+        raise EventDecodeError(f"unknown basis {basis!r}")
     return ContactEvent(
         type=cast(EventType, type_),
         instance=instance,
@@ -191,6 +208,7 @@ def decode_event(data: bytes | str) -> ContactEvent:
         reason=_opt_str(payload, "reason"),
         seq=seq,
         enqueued=_opt_str(payload, "enqueued"),
+        basis=cast("Basis | None", basis),
     )
 
 

@@ -56,3 +56,13 @@ BUS_WRITERS = Gauge(
 BUS_MALFORMED = Counter(
     "queuecast_bus_malformed_total", "Malformed messages or states read from the bus."
 )
+READS_BY_PURPOSE = Counter(
+    "queuecast_reads_total",
+    "GetContactMetrics reads started, by what they were spent on (confirm, first_read, probe).",
+    ["purpose"],
+)
+CONTACT_EVENTS_APPLIED = Counter(
+    "queuecast_contact_events_applied_total",
+    "Amazon Connect contact events applied to the queue book, by type.",
+    ["type"],
+)

@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.backoff import Backoff
-from server.events import ContactEvent, EventType
+from server.events import Basis, ContactEvent, EventType
 
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """A successful GetContactMetrics answer."""
+    """What is known of a contact's place: its own GetContactMetrics answer (`read`), or the
+    queue book's inference from events and other contacts' reads."""
 
     position: int
     ewt: int | None
+    basis: Basis = "read"
 
 
 @dataclass(slots=True)
@@ -30,11 +32,13 @@ class ContactState:
     published_position: int | None = None
     published_ewt: int | None = None
     published_stale: bool = False
+    published_basis: Basis | None = None
     last_fresh: float | None = None  # monotonic time of the last successful poll
     last_fresh_wall: float | None = None  # wall-clock time of that poll, for `at`
     queue_asked: bool = False  # DescribeContact answered (or cannot help)
     seq: int = 0  # the last seq published, a floor for the next one
     enqueued: str | None = None  # ISO-8601, from DescribeContact
+    unplaced_read: Observation | None = None  # a read taken before its queue was known
     retry: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
 
     @classmethod
@@ -50,6 +54,7 @@ class ContactState:
             state.published_position = stored.position
             state.published_ewt = stored.ewt
             state.published_stale = stored.stale
+            state.published_basis = stored.basis
             state.queue = queue or stored.queue
             state.enqueued = stored.enqueued
         return state
@@ -69,6 +74,8 @@ def change_for(state: ContactState, seen: Observation, ewt_threshold: float) -> 
         return "update"  # fresh again: subscribers must learn it even if the values are equal
     if seen.position != state.published_position:
         return "update"
+    if seen.basis == "read" and state.published_basis == "inferred":
+        return "update"  # the same values, now confirmed by a read of this very contact
     if (seen.ewt is None) != (state.published_ewt is None):
         return "update"
     moved = (

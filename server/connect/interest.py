@@ -1,9 +1,10 @@
 """What this process wants polled: subscriber counts, explicit tracks and lingering. No I/O.
 
 A contact is wanted while a local socket watches it, while it lingers after its last watcher
-left (so a page reload does not restart polling from nothing), and, in a single process, while
-it is explicitly tracked. With several replicas, explicit tracks are kept in Redis instead, so
-that any replica can drop them.
+left (so a page reload does not restart polling from nothing), while contact events say it
+waits in a queue (so wallboards see the whole queue and a widget opened later is answered at
+once), and, in a single process, while it is explicitly tracked. With several replicas,
+explicit tracks are kept in Redis instead, so that any replica can drop them.
 """
 
 from __future__ import annotations
@@ -20,10 +21,21 @@ class Interest:
     subscribers: int = 0
     explicit: bool = False
     linger_until: float | None = None
+    queued: bool = False  # contact events say it waits in `queue`
 
     @property
     def wanted(self) -> bool:
-        return self.subscribers > 0 or self.explicit or self.linger_until is not None
+        return self.subscribers > 0 or self.explicit or self.linger_until is not None or self.queued
+
+    @property
+    def weight(self) -> float:
+        """How much a read of this contact is worth to people: an explicit track first, then
+        a watched contact, then one only a wallboard shows."""
+        if self.explicit:
+            return 4.0
+        if self.subscribers > 0 or self.linger_until is not None:
+            return 2.0
+        return 1.0
 
 
 class InterestBook:
@@ -61,7 +73,7 @@ class InterestBook:
         if entry is None:
             return
         entry.subscribers = max(0, entry.subscribers - 1)
-        if entry.subscribers == 0 and not entry.explicit:
+        if entry.subscribers == 0 and not entry.explicit and not entry.queued:
             if self.linger > 0:
                 entry.linger_until = now + self.linger
             else:
@@ -78,8 +90,18 @@ class InterestBook:
         if entry is None:
             return
         entry.explicit = False
-        if entry.subscribers == 0:
+        if entry.subscribers == 0 and not entry.queued:
             del self._entries[contact]
+
+    def queued(self, contact: str, instance: str, queue: str) -> None:
+        """Contact events say the contact waits in `queue`."""
+        entry = self._entry(contact, instance, queue)
+        entry.queue = queue  # a transfer moves it
+        entry.queued = True
+
+    def weight(self, contact: str) -> float:
+        entry = self._entries.get(contact)
+        return 1.0 if entry is None else entry.weight
 
     def forget(self, contact: str) -> None:
         """The contact ended: nothing should want it any more."""
@@ -103,6 +125,7 @@ class InterestBook:
             for contact, entry in self._entries.items()
             if entry.subscribers > 0
             or entry.linger_until is not None
+            or entry.queued
             or (entry.explicit and include_explicit)
         }
 

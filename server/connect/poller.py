@@ -1,8 +1,12 @@
-"""ContactPoller: the asyncio adapter that polls tracked contacts and commits their changes.
+"""ContactPoller: the asyncio adapter that reads tracked contacts, keeps the queue book and
+commits what changed.
 
-Decisions come from the I/O-free parts (`PollScheduler`, `change_for`, `is_stale`); this module
-only sequences calls to Amazon Connect and to the bus. One poll per contact serves every
-subscriber: the result goes to the bus, which fans it out.
+Decisions come from the I/O-free parts (`QueueBook`, `PollScheduler`, `change_for`,
+`is_stale`); this module only sequences calls to Amazon Connect and to the bus. Three sources
+move positions, all through the queue book: contact events (`apply_contact_event`), DescribeContact
+(routing order) and GetContactMetrics reads. Whatever one of them implies for every tracked
+contact of a queue is published at once, marked `read` or `inferred`; one commit serves every
+subscriber (the bus fans it out).
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,20 +23,26 @@ from typing import Any
 from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.bus import Bus, BusUnavailable
+from server.connect.budget import Budget, LocalBudget, SharedBudget
 from server.connect.client import ConnectClient, MetricsResult, Outcome
+from server.connect.contact_events import ConnectContactEvent
 from server.connect.contact_state import ContactState, Observation, change_for, is_stale
 from server.connect.coordination import Coordinator, LocalCoordinator, Start, Wanted
 from server.connect.interest import InterestBook
 from server.connect.publisher import ContactPublisher
-from server.connect.scheduler import PollScheduler
+from server.connect.queue_book import EndReason, Member, QueueBook
+from server.connect.scheduler import PollScheduler, Purpose
 from server.events import (
+    BASIS_INFERRED,
+    BASIS_READ,
+    REASON_CONNECTED,
+    REASON_DISCONNECTED,
     REASON_INVALID,
     REASON_LEFT_QUEUE,
     REASON_NOT_FOUND,
     ContactEvent,
     utc_iso,
 )
-from server.ratelimit import TokenBucket
 
 log = logging.getLogger("queuecast.poller")
 
@@ -46,6 +56,11 @@ ACCESS_DENIED_RETRY = 30.0
 ACCESS_DENIED_LOG_EVERY = 60.0
 UNREACHABLE_AFTER = 3
 _SWEEP_EVERY = 0.25
+_COMMIT_BATCH = 64  # commits in flight at once when one change moves a whole queue
+_END_REASONS: dict[str, tuple[EndReason, str]] = {
+    "CONNECTED_TO_AGENT": ("connected", REASON_CONNECTED),
+    "DISCONNECTED": ("disconnected", REASON_DISCONNECTED),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +85,8 @@ class ContactPoller(AsyncCloseable):
         config: rates, intervals and thresholds.
         connect: the Connect client.
         bus: where changes are committed.
-        coordinator: decides which wanted contacts this process polls, and paces requests
-            when the account budget is shared with other replicas.
+        coordinator: decides which wanted contacts this process polls, and holds the account
+            budget when it is shared with other replicas.
         clock: monotonic clock (injectable for tests).
         wall: wall clock, for the `at` of events.
     """
@@ -93,12 +108,20 @@ class ContactPoller(AsyncCloseable):
         self._clock = clock
         self._wall = wall
         now = clock()
-        # With a shared budget the coordinator paces requests; the scheduler only orders them.
-        rate = math.inf if self.coordinator.shared_budget else config.rps
-        self.scheduler = PollScheduler(rate, config.burst, config.poll_interval, now)
-        self._describe_bucket = TokenBucket(config.describe_rps, config.describe_burst, now)
+        self.budget: Budget
+        self.describe_budget: Budget
+        if self.coordinator.shared_budget:
+            self.budget = SharedBudget(self.coordinator, "metrics", config.rps)
+            self.describe_budget = SharedBudget(self.coordinator, "describe", config.describe_rps)
+        else:
+            self.budget = LocalBudget(config.rps, config.burst, now)
+            self.describe_budget = LocalBudget(config.describe_rps, config.describe_burst, now)
+        self.scheduler = PollScheduler(config.poll_interval)
+        self.book = QueueBook()
         self.interest = InterestBook(config.linger)
         self.contacts: dict[str, ContactState] = {}  # the contacts this process polls
+        self._started_at: dict[str, float] = {}
+        self._describing: set[str] = set()
         self._publisher = ContactPublisher(
             bus,
             state_ttl=config.state_ttl,
@@ -107,12 +130,17 @@ class ContactPoller(AsyncCloseable):
             on_ended=self._ended,
         )
         self._wake = asyncio.Event()
+        self._dirty_queues: set[str] = set()
+        self._dirty = asyncio.Event()
         self._reconcile_soon = True
         self._task: asyncio.Task[None] | None = None
         self.access_denied: str | None = None
         self.unreachable: str | None = None  # set after several transport failures in a row
         self.coordination_error: str | None = None
         self.throttles = 0
+        self.reads_by_purpose: Counter[str] = Counter()
+        self.describes = 0
+        self.events_applied: Counter[str] = Counter()
         self._transport_failures = 0
         self._access_denied_logged = -ACCESS_DENIED_LOG_EVERY
         self._closed = False
@@ -147,6 +175,8 @@ class ContactPoller(AsyncCloseable):
         for state in self.contacts.values():
             if state.published:
                 state.published_stale = True
+        self._dirty_queues.update(self.book.lines)
+        self._dirty.set()
         self._reconcile_soon = True
         self._wake.set()
 
@@ -163,6 +193,13 @@ class ContactPoller(AsyncCloseable):
             stored: the state the store holds now; a tombstone means the contact has ended.
         """
         if self._closed or (stored is not None and stored.ended) or self._publisher.ending(contact):
+            return False
+        ended = self.book.ended.get(contact)
+        if ended is not None:
+            # Contact events said it left before anyone asked: tell this subscriber so.
+            state = ContactState.resume(instance, contact, queue, stored)
+            self._publisher.end_later(state, _reason_text(ended.reason))
+            self._dirty.set()
             return False
         self.interest.watch(contact, instance, queue)
         self._wanted()
@@ -182,6 +219,8 @@ class ContactPoller(AsyncCloseable):
         """
         if self._closed or (stored is not None and stored.ended) or self._publisher.ending(contact):
             return False
+        if contact in self.book.ended:
+            return False
         await self.coordinator.set_explicit(contact, Wanted(instance, queue))
         self.interest.track(contact, instance, queue)
         self._wanted()
@@ -193,6 +232,57 @@ class ContactPoller(AsyncCloseable):
         self.interest.untrack(contact)
         self._wanted()
 
+    def apply_contact_event(self, event: ConnectContactEvent) -> None:
+        """One Amazon Connect contact event (each delivered once per replica, in any order).
+
+        QUEUED puts the contact in its queue's line at once, watched or not; a QUEUED into
+        another queue moves it (a transfer). CONNECTED_TO_AGENT and DISCONNECTED end it with
+        that reason and move up everyone behind it. Other types change no position.
+        """
+        now = self._clock()
+        changed: set[str] = set()
+        if event.kind == "QUEUED" and event.queue_id is not None:
+            changed = self.book.queued(
+                event.contact_id,
+                event.instance_id,
+                event.queue_id,
+                event.at,
+                enqueued_at=event.enqueued_at,
+            )
+            if event.contact_id in self.book:
+                self.interest.queued(event.contact_id, event.instance_id, event.queue_id)
+                self._wanted()
+        elif event.kind in _END_REASONS:
+            book_reason, reason = _END_REASONS[event.kind]
+            changed = self.book.left(event.contact_id, event.at, book_reason)
+            if event.contact_id not in self.book:
+                self._end(event.contact_id, reason)
+        else:
+            self.events_applied["ignored"] += 1
+            metrics.CONTACT_EVENTS_APPLIED.labels("ignored").inc()
+            return
+        self.events_applied[event.kind] += 1
+        metrics.CONTACT_EVENTS_APPLIED.labels(event.kind).inc()
+        for queue in changed:
+            self.book.confirmed(queue, now)
+        self._mark_dirty(changed)
+
+    def _end(self, contact: str, reason: str) -> None:
+        """The contact left its queue: publish `ended` (when this replica polls it) and stop."""
+        state = self.contacts.get(contact)
+        self.interest.forget(contact)
+        if state is None:
+            return
+        self._stop(contact)
+        self._publisher.end_later(state, reason)
+        self._dirty.set()
+        self._wanted()
+
+    def _mark_dirty(self, queues: set[str]) -> None:
+        if queues:
+            self._dirty_queues |= queues
+            self._dirty.set()
+
     def _start(self, contact: str, start: Start) -> None:
         if contact in self.contacts or self._publisher.ending(contact):
             return
@@ -200,15 +290,21 @@ class ContactPoller(AsyncCloseable):
             start.wanted.instance, contact, start.wanted.queue, start.stored
         )
         self.contacts[contact] = state
-        due = self._clock()
+        now = self._clock()
+        self._started_at[contact] = now
+        due = now
         if start.last_polled is not None:
             # Taken over from another replica: keep its rhythm instead of polling twice.
             due += max(0.0, start.last_polled + self.config.poll_interval - self._wall())
-        self.scheduler.add(contact, due)
+        self.scheduler.add_at(contact, due)
+        member = self.book.member(contact)
+        if member is not None:
+            self._mark_dirty({member.queue})  # the book already places it: publish now
         self._wake.set()
 
     def _stop(self, contact: str) -> None:
         self.contacts.pop(contact, None)
+        self._started_at.pop(contact, None)
         self.scheduler.remove(contact)
 
     async def _reconcile(self) -> None:
@@ -235,6 +331,7 @@ class ContactPoller(AsyncCloseable):
         """What `/v1/status` reports of polling."""
         subscribed, explicit = self.interest.counts()
         total = self.coordinator.wanted_total()
+        now = self._clock()
         return {
             "replica": getattr(self.coordinator, "replica_id", None),
             "tracked": len(self.contacts),
@@ -249,27 +346,37 @@ class ContactPoller(AsyncCloseable):
                 "currentRate": self.current_rate(),
                 "shared": self.coordinator.shared_budget,
                 "throttles": self.throttles,
+                "readsByPurpose": {p.label: self.reads_by_purpose[p.label] for p in Purpose},
+                "describes": self.describes,
+                "describeRate": self.describe_budget.rate(now),
             },
+            "queues": {
+                "lines": len(self.book.lines),
+                "waiting": len(self.book),
+                "suspects": sum(1 for line in self.book.lines.values() for m in line if m.suspect),
+            },
+            "events": dict(self.events_applied),
             "connect": {"accessDenied": self.access_denied, "unreachable": self.unreachable},
         }
 
     # -- the loop --------------------------------------------------------------------------
 
     def effective_interval(self) -> float:
-        """Seconds between two polls of one contact, account-wide."""
+        """Seconds between two reads of one contact if each were read in turn, account-wide."""
         total, rate = self.coordinator.wanted_total(), self.coordinator.shared_rate()
         if total is None or rate is None:
-            return self.scheduler.effective_interval()
+            return self.scheduler.effective_interval(self.current_rate())
         return max(self.config.poll_interval, total / rate) if total else self.config.poll_interval
 
     def current_rate(self) -> float:
-        shared = self.coordinator.shared_rate()
-        return self.scheduler.rate if shared is None else shared
+        return self.budget.rate(self._clock())
 
     async def _run(self) -> None:
         in_flight = asyncio.Semaphore(self.config.max_in_flight)
         next_sweep = next_reconcile = 0.0
         async with asyncio.TaskGroup() as polls:
+            polls.create_task(self._publish_changes(), name="poller-publish")
+            polls.create_task(self._describe_loop(), name="poller-describe")
             while True:
                 now = self._clock()
                 if self._reconcile_soon or now >= next_reconcile:
@@ -279,10 +386,14 @@ class ContactPoller(AsyncCloseable):
                     self._sweep(now, polls)
                     next_sweep = now + _SWEEP_EVERY
                 await in_flight.acquire()
-                key, wait = self.scheduler.next_due(self._clock())
-                if key is not None and self.coordinator.shared_budget:
-                    wait = await self._take_shared(key)
+                now = self._clock()
+                key, wait = self.scheduler.next_due(now, self._ranker(now))
+                purpose = Purpose.PROBE
+                if key is not None:
+                    purpose = self._ranker(now)(key)[0]
+                    wait = await self.budget.take(now)
                     if wait:
+                        self.scheduler.give_back(key)
                         key = None
                 if key is None:
                     in_flight.release()
@@ -290,37 +401,117 @@ class ContactPoller(AsyncCloseable):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), min(wait, _SWEEP_EVERY))
                     continue
+                self.reads_by_purpose[purpose.label] += 1
+                metrics.READS_BY_PURPOSE.labels(purpose.label).inc()
                 polls.create_task(self._poll(key, in_flight), name="poll")
 
-    async def _take_shared(self, key: str) -> float:
-        """Take a request from the shared budget for `key`; 0.0 when granted, else the wait.
+    def _ranker(self, now: float) -> Callable[[str], tuple[Purpose, float]]:
+        """Each contact's purpose and score for this one decision (positions computed once)."""
+        positions: dict[str, dict[str, int]] = {}
 
-        A refused key goes back as due now, so it stays first in line.
-        """
-        try:
-            granted = await self.coordinator.acquire("metrics", wait=False)
-        except BusUnavailable:
-            # Nothing a poll learns could be published now: wait for Redis.
-            self.scheduler.done(key, self._clock(), retry_in=0.0)
-            return _SWEEP_EVERY
-        if granted:
-            return 0.0
-        self.scheduler.done(key, self._clock(), retry_in=0.0)
-        return min(_SWEEP_EVERY, 1.0 / max(self.current_rate(), 1e-3))
+        def rank(contact: str) -> tuple[Purpose, float]:
+            member = self.book.member(contact)
+            weight = self.interest.weight(contact)
+            if member is not None and member.suspect:
+                return Purpose.CONFIRM, weight
+            state = self.contacts.get(contact)
+            last = self._started_at.get(contact, now)
+            if member is None:
+                if state is None or state.last_fresh is None:
+                    return Purpose.FIRST_READ, weight
+                position = state.published_position or 1
+                last = state.last_fresh
+            else:
+                line = positions.get(member.queue)
+                if line is None:
+                    line = positions[member.queue] = self.book.positions(member.queue)
+                position = line.get(contact, 1)
+                if member.read_at is not None:
+                    last = member.read_at
+            # A read checks the count of everyone ahead: far back and long unread scores most.
+            return Purpose.PROBE, weight * (now - last + 1.0) * position
+
+        return rank
 
     def _sweep(self, now: float, polls: asyncio.TaskGroup) -> None:
-        stale_after = max(self.config.stale_after, 2 * self.effective_interval())
+        polled_stale_after = max(self.config.stale_after, 2 * self.effective_interval())
         for state in list(self.contacts.values()):
+            member = self.book.member(state.contact)
+            stale_after = polled_stale_after
+            if member is not None:
+                confirmed = self.book.lines[member.queue].confirmed_at
+                if confirmed is not None:
+                    state.last_fresh = max(state.last_fresh or confirmed, confirmed)
+                stale_after = self.config.stale_after
             if is_stale(state, now, stale_after):
                 state.published_stale = True  # set now so that one sweep publishes it once
                 polls.create_task(self._publisher.publish_stale(state), name="publish-stale")
-        for pending in self._publisher.pending_ends():
-            polls.create_task(self._publisher.commit_end(pending), name="commit-end")
+        if self._publisher.pending_ends():
+            self._dirty.set()
         if self.interest.expire_due(now):
             self._reconcile_soon = True
         metrics.TRACKED.set(len(self.contacts))
         metrics.EFFECTIVE_INTERVAL.set(self.effective_interval())
         metrics.POLL_RATE.set(self.current_rate())
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def _publish_changes(self) -> None:
+        """One task commits what the book implies, so two commits of one contact never race
+        (a later state must not land before an earlier one)."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            queues, self._dirty_queues = self._dirty_queues, set()
+            work: list[tuple[ContactState, Observation]] = []
+            for queue in queues:
+                line = self.book.line(queue)
+                if line is None or line.confirmed_at is None:
+                    # Only DescribeContact has spoken of this queue: it orders the members
+                    # but says nothing of who else waits. Show nothing until a read or an
+                    # event anchors the line.
+                    continue
+                for contact, position in self.book.positions(queue).items():
+                    state = self.contacts.get(contact)
+                    member = self.book.member(contact)
+                    if state is None or member is None:
+                        continue
+                    seen = self._observation(member, position)
+                    state.queue = member.queue
+                    if state.enqueued is None and member.enqueued_at is not None:
+                        state.enqueued = utc_iso(member.enqueued_at)
+                    if change_for(state, seen, self.config.ewt_threshold) is not None:
+                        work.append((state, seen))
+            for i in range(0, len(work), _COMMIT_BATCH):
+                await asyncio.gather(
+                    *(self._commit(state, seen) for state, seen in work[i : i + _COMMIT_BATCH])
+                )
+            for pending in self._publisher.pending_ends():
+                await self._publisher.commit_end(pending)
+
+    async def _commit(self, state: ContactState, seen: Observation) -> None:
+        kind = change_for(state, seen, self.config.ewt_threshold)
+        if kind is None or state.contact not in self.contacts:
+            return
+        await self._publisher.publish(
+            state, kind, seen.position, seen.ewt, stale=False, basis=seen.basis
+        )
+
+    def _observation(self, member: Member, position: int) -> Observation:
+        """What to show for a member at `position`: its own read while that still holds,
+        else the inference, with a wait estimate that moves with the position."""
+        if member.read_position == position:
+            return Observation(position, member.read_ewt, BASIS_READ)
+        return Observation(position, self._estimated_wait(member, position), BASIS_INFERRED)
+
+    def _estimated_wait(self, member: Member, position: int) -> int | None:
+        line = self.book.lines[member.queue]
+        if line.seconds_per_position is not None:
+            return round(position * line.seconds_per_position)
+        ewt = self.book.estimated_wait(member.contact, position, self._wall())
+        return member.read_ewt if ewt is None else ewt
+
+    # -- reads -----------------------------------------------------------------------------
 
     async def _poll(self, contact: str, in_flight: asyncio.Semaphore) -> None:
         try:
@@ -328,8 +519,11 @@ class ContactPoller(AsyncCloseable):
             if state is None:
                 self.scheduler.done(contact, self._clock())
                 return
-            if (state.queue is None or state.enqueued is None) and not state.queue_asked:
-                await self._describe(state)
+            if contact not in self.book and self._wants_describe(contact):
+                # A first read whose queue is unknown: place it first when DescribeContact's
+                # own budget allows, so that its first event already names queue and line.
+                if not await self.describe_budget.take(self._clock()):
+                    await self._describe(state)
             result = await self._connect.get_contact_metrics(state.instance, state.contact)
             await self._handle(state, result)
             if self.coordinator.shared_budget and result.outcome is Outcome.OK:
@@ -339,21 +533,57 @@ class ContactPoller(AsyncCloseable):
             in_flight.release()
             self._wake.set()
 
+    def _wants_describe(self, contact: str) -> bool:
+        state = self.contacts.get(contact)
+        if state is None or state.queue_asked or contact in self._describing:
+            return False
+        member = self.book.member(contact)
+        return member is None or not member.priority_known
+
+    async def _describe_loop(self) -> None:
+        """Place contacts exactly (routing priority, enqueue time, age adjustment) within
+        DescribeContact's own quota, newest first: a new arrival's place matters most, and
+        the queue book already orders older ones by their events or reads."""
+        while True:
+            now = self._clock()
+            candidates = [c for c in self.contacts if self._wants_describe(c)]
+            if not candidates:
+                await asyncio.sleep(_SWEEP_EVERY)
+                continue
+            wait = await self.describe_budget.take(now)
+            if wait:
+                await asyncio.sleep(min(wait, _SWEEP_EVERY))
+                continue
+            contact = max(candidates, key=lambda c: self._started_at.get(c, 0.0))
+            await self._describe(self.contacts[contact])
+
     async def _describe(self, state: ContactState) -> None:
-        if self.coordinator.shared_budget:
-            try:
-                granted = await self.coordinator.acquire("describe", wait=False)
-            except BusUnavailable:
-                granted = False
-        else:
-            granted = self._describe_bucket.try_take(self._clock())
-        if not granted:
-            return  # the queue is learned on a later poll
-        result = await self._connect.describe_contact(state.instance, state.contact)
+        self.describes += 1
+        self._describing.add(state.contact)
+        try:
+            result = await self._connect.describe_contact(state.instance, state.contact)
+        finally:
+            self._describing.discard(state.contact)
         if result.outcome is Outcome.OK:
+            state.queue_asked = True
+            if result.queue is None or state.contact not in self.contacts:
+                return
             state.queue = result.queue
             state.enqueued = None if result.enqueued is None else utc_iso(result.enqueued)
-            state.queue_asked = True
+            if result.enqueued is not None:
+                changed = self.book.described(
+                    state.contact,
+                    state.instance,
+                    result.queue,
+                    enqueued_at=result.enqueued,
+                    priority=result.priority,
+                    age_adjustment=float(result.age_adjustment_s),
+                    at=self._wall(),
+                )
+                self._replay_unplaced_read(state)
+                self._mark_dirty(changed)
+        elif result.outcome is Outcome.THROTTLED:
+            await self.describe_budget.throttled(self._clock())
         elif result.outcome in (
             Outcome.NOT_FOUND,
             Outcome.ACCESS_DENIED,
@@ -361,6 +591,21 @@ class ContactPoller(AsyncCloseable):
             Outcome.INVALID_PARAMETER,
         ):
             state.queue_asked = True  # asking again would not help
+
+    def _replay_unplaced_read(self, state: ContactState) -> None:
+        """A read taken before the contact had a place: give it to the book now."""
+        seen, state.unplaced_read = state.unplaced_read, None
+        if seen is None or state.last_fresh is None or state.last_fresh_wall is None:
+            return
+        self.book.read(
+            state.contact,
+            state.instance,
+            state.queue,
+            seen.position,
+            seen.ewt,
+            at=state.last_fresh_wall,
+            now=state.last_fresh,
+        )
 
     async def _handle(self, state: ContactState, result: MetricsResult) -> None:
         now = self._clock()
@@ -377,23 +622,37 @@ class ContactPoller(AsyncCloseable):
             self._clear_access_denied()
             state.retry.reset()
             state.last_fresh, state.last_fresh_wall = now, self._wall()
-            seen = Observation(result.position, result.ewt)
+            self.scheduler.done(contact, self._clock())
+            self.book.read(
+                contact,
+                state.instance,
+                state.queue,
+                result.position,
+                result.ewt,
+                at=state.last_fresh_wall,
+                now=now,
+            )
+            member = self.book.member(contact)
+            if member is not None:
+                self._mark_dirty({member.queue})
+                return
+            # Not in any line yet (its queue is unknown): show the read as it is.
+            seen = Observation(result.position, result.ewt, BASIS_READ)
+            state.unplaced_read = seen
             kind = change_for(state, seen, self.config.ewt_threshold)
             if kind is not None:
-                await self._publisher.publish(state, kind, seen.position, seen.ewt, stale=False)
-            self.scheduler.done(contact, self._clock())
+                await self._publisher.publish(
+                    state, kind, seen.position, seen.ewt, stale=False, basis=BASIS_READ
+                )
         elif outcome in _ENDING:
             self._clear_access_denied()
-            self._stop(contact)
             self.scheduler.done(contact, now)
+            self._mark_dirty(self.book.left(contact, self._wall(), "left_queue"))
+            self._stop(contact)
             self.interest.forget(contact)
             await self._publisher.end(state, _ENDING[outcome])
         elif outcome is Outcome.THROTTLED:
-            if self.coordinator.shared_budget:
-                with contextlib.suppress(BusUnavailable):
-                    await self.coordinator.throttled("metrics")
-            else:
-                self.scheduler.throttled(now)
+            await self.budget.throttled(now)
             self.throttles += 1
             log.info("throttled by Amazon Connect", extra={"rate": self.current_rate()})
             self.scheduler.done(contact, now, retry_in=0.0)
@@ -424,3 +683,11 @@ class ContactPoller(AsyncCloseable):
         if self.access_denied is not None:
             log.info("Amazon Connect access restored")
             self.access_denied = None
+
+
+def _reason_text(reason: EndReason) -> str:
+    return {
+        "connected": REASON_CONNECTED,
+        "disconnected": REASON_DISCONNECTED,
+        "left_queue": REASON_LEFT_QUEUE,
+    }[reason]

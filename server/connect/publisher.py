@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from server.bus import Bus, BusUnavailable
 from server.connect.contact_state import ContactState
-from server.events import EventType, encode_head, seq_of, utc_iso
+from server.events import Basis, EventType, encode_head, seq_of, utc_iso
 
 log = logging.getLogger("queuecast.poller")
 
@@ -67,6 +67,7 @@ class ContactPublisher:
         ewt: int | None,
         *,
         stale: bool,
+        basis: Basis | None = None,
     ) -> bool:
         """Commit a state; on success record it as the contact's last published one."""
         head = encode_head(
@@ -80,6 +81,7 @@ class ContactPublisher:
             stale=stale,
             reason=None,
             enqueued=state.enqueued,
+            basis=basis,
         )
         try:
             data = await self._bus.commit(
@@ -97,15 +99,25 @@ class ContactPublisher:
         state.published = True
         state.published_position, state.published_ewt = position, ewt
         state.published_stale = stale
+        state.published_basis = basis
         return True
 
     async def publish_stale(self, state: ContactState) -> None:
         """Tell subscribers the last published values are no longer confirmed."""
         ok = await self.publish(
-            state, "update", state.published_position, state.published_ewt, stale=True
+            state,
+            "update",
+            state.published_position,
+            state.published_ewt,
+            stale=True,
+            basis=state.published_basis,
         )
         if not ok:
             state.published_stale = False  # so that the next sweep tries again
+
+    def end_later(self, state: ContactState, reason: str) -> None:
+        """Record that the contact left; `commit_end` of `pending_ends()` commits it."""
+        self._ends.setdefault(state.contact, PendingEnd(state, reason))
 
     async def end(self, state: ContactState, reason: str) -> None:
         """The contact left its queue: commit its `ended` event (kept pending until it is)."""

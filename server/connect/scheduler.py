@@ -1,137 +1,139 @@
-"""PollScheduler: which contact to poll next under the account's request budget. No I/O.
+"""PollScheduler: which tracked contact to read next, and why. No I/O.
 
-Each contact is due `interval` seconds after its last poll ended. A token bucket holds the
-account rate. When more contacts are due than the rate allows, they are served earliest-due
-first, so every contact is still polled and the effective interval stretches evenly to
-`n / rate`. One request of the burst is held in reserve: AWS's bucket counts arrivals, ours
-counts departures, and network jitter between the two would otherwise now and then spend a
-token AWS has not refilled yet. Throttling halves the allowed rate at once and it recovers
-linearly (AIMD), so a quota lower than configured is found instead of hammered.
+Polling each contact in turn cannot keep positions right under Amazon Connect's quota (200
+contacts at 2 requests/s is one read each every 100 s, while every dequeue moves everyone
+behind). Reads are therefore spent where they buy the most correctness, by purpose:
+
+1. `confirm`: a contact the queue book presumes gone (a read behind it said so): one read
+   settles it, and until then everyone behind it may be off by one.
+2. `first_read`: a new contact nothing has placed yet (no event, no DescribeContact, no read):
+   its subscriber sees nothing until it is read.
+3. `probe`: everything else, scored by how much a read could correct. A read of a contact
+   checks the count of everyone ahead of it, so a contact far back whose last read is old
+   scores highest; the wait estimate is refreshed on the way.
+
+Within one purpose the best score goes first, then the earliest eligible. The scheduler also
+keeps each contact's earliest next read: `interval` after its last one (a contact is never read
+more often), or a failed read's backoff. The account's request budget is not here: the caller
+asks it (server/connect/budget.py) before taking a contact.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
+from collections.abc import Callable
+from enum import IntEnum
 
-from server.ratelimit import TokenBucket
+
+class Purpose(IntEnum):
+    """Why a contact is read; lower goes first."""
+
+    CONFIRM = 0
+    FIRST_READ = 1
+    PROBE = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+#: For one contact: its purpose and a score (higher goes first within the purpose).
+Rank = Callable[[str], tuple[Purpose, float]]
+
+
+def _fifo(_key: str) -> tuple[Purpose, float]:
+    return Purpose.PROBE, 0.0
 
 
 class PollScheduler:
-    """Earliest-due-first scheduling of keys under a token bucket, with AIMD on throttling.
+    """Tracked contacts, each with the earliest time it may be read again.
 
     Args:
-        rate: requests per second configured for the account.
-        burst: bucket capacity.
-        interval: seconds between two polls of one key, at the most often.
-        now: monotonic clock reading.
-        recovery: seconds for the rate to climb back from half to the configured rate.
+        interval: seconds between two reads of one contact, at the most often.
     """
 
-    def __init__(
-        self, rate: float, burst: int, interval: float, now: float, recovery: float = 10.0
-    ) -> None:
-        self.configured_rate = rate
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.recovery = recovery
-        self._bucket = TokenBucket(rate, max(1, burst - 1), now)
-        self._heap: list[tuple[float, int, str]] = []
-        self._due: dict[str, float] = {}  # key -> due time, for keys waiting in the heap
-        self._in_flight: set[str] = set()
+        # Keys waiting: when each is eligible, and a counter that breaks ties first come,
+        # first served (so that, all else equal, every key gets its turn).
+        self._not_before: dict[str, tuple[float, int]] = {}
+        self._in_flight: dict[str, tuple[float, int]] = {}  # with the entry it was taken from
         self._removed_in_flight: set[str] = set()
         self._counter = itertools.count()
-        self._rate_stamp = now
-        self.throttles = 0
 
     # -- membership ------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._due) + len(self._in_flight) - len(self._removed_in_flight)
+        return len(self._not_before) + len(self._in_flight) - len(self._removed_in_flight)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._due or (key in self._in_flight and key not in self._removed_in_flight)
+        return key in self._not_before or (
+            key in self._in_flight and key not in self._removed_in_flight
+        )
 
     def add(self, key: str, now: float) -> None:
-        """Schedule `key` to be polled now (no-op if already scheduled)."""
+        """Make `key` eligible now (no-op if already scheduled)."""
         if key in self._removed_in_flight:
             self._removed_in_flight.discard(key)
             return
-        if key in self._due or key in self._in_flight:
+        if key in self._not_before or key in self._in_flight:
             return
-        self._push(key, now)
+        self._not_before[key] = (now, next(self._counter))
+
+    def add_at(self, key: str, not_before: float) -> None:
+        """Schedule `key` to be eligible from `not_before` (e.g. taken over mid-rhythm)."""
+        self.add(key, not_before)
 
     def remove(self, key: str) -> None:
         if key in self._in_flight:
             self._removed_in_flight.add(key)
-        self._due.pop(key, None)  # its heap entry is skipped lazily
-
-    def _push(self, key: str, due: float) -> None:
-        self._due[key] = due
-        heapq.heappush(self._heap, (due, next(self._counter), key))
+        self._not_before.pop(key, None)
 
     # -- decisions -------------------------------------------------------------------------
 
-    @property
-    def rate(self) -> float:
-        return self._bucket.rate
-
-    def effective_interval(self) -> float:
-        """Seconds between two polls of one key with the current number of keys and rate."""
+    def effective_interval(self, rate: float) -> float:
+        """Seconds between two reads of one contact if every contact were read in turn."""
         n = len(self)
-        return max(self.interval, n / self.rate) if n else self.interval
+        return max(self.interval, n / rate) if n and rate > 0 else self.interval
 
-    def next_due(self, now: float) -> tuple[str | None, float]:
-        """Take the key to poll now, or say how long to wait.
+    def next_due(self, now: float, rank: Rank = _fifo) -> tuple[str | None, float]:
+        """Take the contact to read now, or say how long until one is eligible.
 
         Returns:
-            `(key, 0.0)` when a key is due and a request token was taken; the key is then in
-            flight until `done`. `(None, seconds)` otherwise (`math.inf` with nothing scheduled).
+            `(key, 0.0)`: the key is in flight until `done`. `(None, seconds)` otherwise
+            (`math.inf` with nothing scheduled).
         """
-        self._recover(now)
-        while self._heap:
-            due, _, key = self._heap[0]
-            if self._due.get(key) != due:
-                heapq.heappop(self._heap)  # removed or rescheduled since
+        best: tuple[Purpose, float, float, int] | None = None
+        best_key: str | None = None
+        soonest = math.inf
+        for key, (not_before, turn) in self._not_before.items():
+            if not_before > now:
+                soonest = min(soonest, not_before)
                 continue
-            if due > now:
-                return None, due - now
-            wait = self._bucket.wait_time(now)
-            if wait > 0:
-                return None, wait
-            self._bucket.try_take(now)
-            heapq.heappop(self._heap)
-            del self._due[key]
-            self._in_flight.add(key)
-            return key, 0.0
-        return None, math.inf
+            purpose, score = rank(key)
+            candidate = (purpose, -score, not_before, turn)
+            if best is None or candidate < best:
+                best, best_key = candidate, key
+        if best_key is None:
+            return None, soonest - now if soonest < math.inf else math.inf
+        self._in_flight[best_key] = self._not_before.pop(best_key)
+        return best_key, 0.0
 
     def done(self, key: str, now: float, retry_in: float | None = None) -> None:
-        """The poll of `key` ended; schedule the next one.
-
-        Args:
-            retry_in: for a failed poll, the backoff delay, used instead of the interval.
-        """
-        self._in_flight.discard(key)
+        """The read of `key` ended; it is eligible again `interval` (or `retry_in`) later."""
+        self._in_flight.pop(key, None)
         if key in self._removed_in_flight:
             self._removed_in_flight.discard(key)
             return
-        self._push(key, now + (self.interval if retry_in is None else retry_in))
+        due = now + (self.interval if retry_in is None else retry_in)
+        self._not_before[key] = (due, next(self._counter))
 
-    def throttled(self, now: float) -> None:
-        """The API said ThrottlingException: halve the rate and empty the bucket."""
-        self._recover(now)
-        self.throttles += 1
-        new_rate = max(self.configured_rate / 16, self._bucket.rate / 2)
-        self._bucket.reconfigure(new_rate, self._bucket.burst, now)
-        self._bucket.try_take(now, self._bucket.tokens(now))
-        self._rate_stamp = now
-
-    def _recover(self, now: float) -> None:
-        rate = self._bucket.rate
-        if rate >= self.configured_rate:
-            self._rate_stamp = now
+    def give_back(self, key: str) -> None:
+        """`key` was taken but not read (no budget): back in its place in line."""
+        entry = self._in_flight.pop(key, None)
+        if key in self._removed_in_flight:
+            self._removed_in_flight.discard(key)
             return
-        step = self.configured_rate / 2 / self.recovery * max(0.0, now - self._rate_stamp)
-        self._rate_stamp = now
-        self._bucket.reconfigure(min(self.configured_rate, rate + step), self._bucket.burst, now)
+        if entry is not None:
+            self._not_before[key] = entry

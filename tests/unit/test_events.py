@@ -33,6 +33,7 @@ FIELDS = [
     "stale",
     "reason",
     "enqueued",
+    "basis",
 ]
 
 optional_int = st.none() | st.integers(min_value=0, max_value=2**53)
@@ -51,6 +52,7 @@ events = st.builds(
     reason=optional_text,
     seq=st.integers(min_value=1, max_value=2**63),
     enqueued=optional_text,
+    basis=st.sampled_from([None, "read", "inferred"]),
 )
 
 

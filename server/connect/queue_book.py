@@ -1,0 +1,433 @@
+"""QueueBook: the waiting contacts queuecast knows, per queue, in routing order. No I/O.
+
+Amazon Connect gives a contact's place in line only through GetContactMetrics, one contact per
+call, under a small account quota. Everything else that is known about a queue is put together
+here, so that one piece of information moves every position it implies:
+
+- contact events (QUEUED, CONNECTED_TO_AGENT, DISCONNECTED) add and remove members at once;
+- DescribeContact places a member exactly: routing priority first (lower is routed first),
+  then enqueue time as adjusted by `QueueTimeAdjustmentSeconds`;
+- one read of one member (its position) tells how many contacts are ahead of it, including the
+  ones queuecast does not know (callers without a widget, events that were lost). The
+  difference from what the book expected corrects every member behind it.
+
+Unknown contacts are counted, not named: each member carries `unknown_before`, how many unknown
+contacts wait between it and the known member in front of it. A member's position is then
+`1 + known members ahead + unknown contacts ahead`. When a read shows fewer contacts ahead than
+the book counts, the surplus is taken from the front (queues are served from the front, so that
+is where contacts most likely left): first unknown ones, then known members, which are marked
+*suspect* (presumed gone: their end event is late or was lost) and left out of every count
+until a poll confirms or refutes it. When a read shows more, the extra unknown contacts are put
+just in front of the member that was read: that moves it and everyone behind it, and nobody in
+front, which is all the read proves.
+
+Events are best effort: late, twice, out of order. Each member and each ended contact keeps the
+time of what the book last learnt of it, and older news is ignored: a late QUEUED never brings
+back an ended contact, a late QUEUED for the queue a contact was transferred from does not move
+it back.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+DEFAULT_PRIORITY = 5  # Amazon Connect's default routing priority; 1 is routed first.
+SERVICE_WINDOW = 300.0  # seconds of departures that make a queue's service rate
+MIN_DEPARTURES = 3  # below this many in the window there is no rate to speak of
+MAX_ENDED = 100_000  # ended contacts remembered (oldest forgotten first)
+
+Placement = Literal["event", "describe", "read"]
+EndReason = Literal["connected", "disconnected", "left_queue"]
+
+
+@dataclass(slots=True)
+class Member:
+    """One waiting contact as the book knows it.
+
+    Attributes:
+        key: routing order, `(priority, routing time, contact id)`; lower goes first.
+        priority_known: the priority came from DescribeContact (events do not carry it).
+        learnt_at: wall time of the newest news applied (events and reads), to drop older.
+        unknown_before: contacts queuecast does not know between this member and the known
+            member in front of it.
+        suspect: a read behind this member showed it is most likely gone already.
+        read_at, read_position, read_ewt: this member's own last GetContactMetrics answer
+            (monotonic time).
+    """
+
+    contact: str
+    instance: str
+    queue: str
+    key: tuple[int, float, str]
+    placed_by: Placement
+    learnt_at: float
+    priority_known: bool = False
+    enqueued_at: float | None = None
+    unknown_before: int = 0
+    suspect: bool = False
+    read_at: float | None = None
+    read_position: int | None = None
+    read_ewt: int | None = None
+
+
+@dataclass(slots=True)
+class Line:
+    """One queue: members in routing order, and how fast it is served."""
+
+    queue: str
+    keys: list[tuple[int, float, str]] = field(default_factory=list)
+    members: dict[tuple[int, float, str], Member] = field(default_factory=dict)
+    departures: deque[float] = field(default_factory=deque)  # wall times of connections
+    confirmed_at: float | None = None  # monotonic time the book was last confirmed right
+    # Connect's own wait estimate per position, from the latest read that had one: the wait
+    # of a member whose position changed since its read is this times its position.
+    seconds_per_position: float | None = None
+
+    def __iter__(self) -> Iterator[Member]:
+        return (self.members[key] for key in self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def index(self, member: Member) -> int:
+        return bisect.bisect_left(self.keys, member.key)
+
+    def insert(self, member: Member) -> None:
+        bisect.insort(self.keys, member.key)
+        self.members[member.key] = member
+
+    def remove(self, member: Member) -> Member | None:
+        """Take `member` out; returns the member that was behind it, if any."""
+        i = self.index(member)
+        del self.keys[i]
+        del self.members[member.key]
+        return self.members[self.keys[i]] if i < len(self.keys) else None
+
+    def service_rate(self, now_wall: float) -> float | None:
+        """Contacts connected to an agent per second, over the recent window."""
+        while self.departures and self.departures[0] < now_wall - SERVICE_WINDOW:
+            self.departures.popleft()
+        if len(self.departures) < MIN_DEPARTURES:
+            return None
+        span = max(now_wall - self.departures[0], 1.0)
+        return len(self.departures) / span
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    at: float  # wall time the contact left its queue
+    reason: EndReason
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutcome:
+    """What a read taught: how far the book was off for this member (0: it was right)."""
+
+    error: int
+    suspects: tuple[str, ...] = ()
+
+
+class QueueBook:
+    """Every queue's line. Times: `at` is wall-clock epoch seconds of the news itself (event
+    time, or when a read was answered); `now` is monotonic, for freshness."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, Line] = {}
+        self._where: dict[str, Member] = {}
+        self.ended: OrderedDict[str, Ended] = OrderedDict()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def __contains__(self, contact: str) -> bool:
+        return contact in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def member(self, contact: str) -> Member | None:
+        return self._where.get(contact)
+
+    def line(self, queue: str) -> Line | None:
+        return self.lines.get(queue)
+
+    def positions(self, queue: str) -> dict[str, int]:
+        """Every member's position in `queue` (suspects are left out)."""
+        line = self.lines.get(queue)
+        if line is None:
+            return {}
+        out: dict[str, int] = {}
+        ahead = 0
+        for member in line:
+            ahead += member.unknown_before
+            if member.suspect:
+                continue
+            out[member.contact] = ahead + 1
+            ahead += 1
+        return out
+
+    def position(self, contact: str) -> int | None:
+        member = self._where.get(contact)
+        if member is None or member.suspect:
+            return None
+        return self.positions(member.queue).get(contact)
+
+    def estimated_wait(self, contact: str, position: int, now_wall: float) -> int | None:
+        """Seconds until connected, from the position and the queue's observed service rate;
+        `None` while the queue has not been seen serving long enough to tell."""
+        member = self._where.get(contact)
+        if member is None:
+            return None
+        rate = self.lines[member.queue].service_rate(now_wall)
+        if rate is None:
+            return None
+        return round(position / rate)
+
+    # -- news ------------------------------------------------------------------------------
+
+    def queued(
+        self,
+        contact: str,
+        instance: str,
+        queue: str,
+        at: float,
+        *,
+        enqueued_at: float | None = None,
+    ) -> set[str]:
+        """A QUEUED event: the contact waits in `queue` since `enqueued_at` (or `at`).
+
+        Returns:
+            The queues whose positions changed.
+        """
+        ended = self.ended.get(contact)
+        if ended is not None and ended.at >= at:
+            return set()  # late news of a contact that has left
+        member = self._where.get(contact)
+        routing_time = enqueued_at if enqueued_at is not None else at
+        if member is not None:
+            if member.learnt_at > at or member.queue == queue:
+                return set()  # older news, or a duplicate
+            changed = self._take_out(member)  # transferred to another queue
+        else:
+            changed = set()
+        self._put(
+            Member(
+                contact=contact,
+                instance=instance,
+                queue=queue,
+                key=(DEFAULT_PRIORITY, routing_time, contact),
+                placed_by="event",
+                learnt_at=at,
+                enqueued_at=routing_time,
+            )
+        )
+        return changed | {queue}
+
+    def left(self, contact: str, at: float, reason: EndReason) -> set[str]:
+        """The contact left its queue at `at` (connected to an agent, disconnected, or a poll
+        said it is no longer queued). Returns the queues whose positions changed."""
+        known = self.ended.get(contact)
+        if known is None or at < known.at:
+            # The earliest end is how the wait ended (CONNECTED_TO_AGENT comes before the
+            # DISCONNECTED of the same call, whatever order they are delivered in).
+            self.ended[contact] = Ended(at, reason)
+            self.ended.move_to_end(contact)
+            while len(self.ended) > MAX_ENDED:
+                self.ended.popitem(last=False)
+        member = self._where.get(contact)
+        if member is None or member.learnt_at > at:
+            return set()
+        line = self.lines[member.queue]
+        if reason != "disconnected" and not member.suspect:
+            line.departures.append(at)  # connected (or, from a poll, most likely so)
+        return self._take_out(member)
+
+    def described(
+        self,
+        contact: str,
+        instance: str,
+        queue: str,
+        *,
+        enqueued_at: float,
+        priority: int | None,
+        age_adjustment: float,
+        at: float,
+    ) -> set[str]:
+        """DescribeContact's answer: the member's exact place in routing order."""
+        if contact in self.ended:
+            return set()
+        member = self._where.get(contact)
+        changed: set[str] = set()
+        if member is not None:
+            changed = self._take_out(member)
+        placed = Member(
+            contact=contact,
+            instance=instance,
+            queue=queue,
+            key=(priority or DEFAULT_PRIORITY, enqueued_at - age_adjustment, contact),
+            placed_by="describe",
+            learnt_at=max(at, member.learnt_at if member else at),
+            priority_known=priority is not None,
+            enqueued_at=enqueued_at,
+        )
+        if member is not None:
+            placed.read_at, placed.read_position = member.read_at, member.read_position
+            placed.read_ewt = member.read_ewt
+        self._put(placed)
+        return changed | {queue}
+
+    def read(
+        self,
+        contact: str,
+        instance: str,
+        queue: str | None,
+        position: int,
+        ewt: int | None,
+        *,
+        at: float,
+        now: float,
+    ) -> ReadOutcome:
+        """One GetContactMetrics answer for `contact`: `position - 1` contacts are ahead.
+
+        A contact the book does not have yet (no event, not described) is placed where the
+        read puts it, when its queue is known.
+        """
+        member = self._where.get(contact)
+        if member is None:
+            if queue is None or contact in self.ended:
+                return ReadOutcome(error=0)
+            member = self._place_by_position(contact, instance, queue, position, at)
+            error = 0
+            suspects: tuple[str, ...] = ()
+        else:
+            member.suspect = False
+            line = self.lines[member.queue]
+            expected = self.positions(member.queue).get(contact, position)
+            error = position - expected
+            suspects = ()
+            if error > 0:
+                member.unknown_before += error
+            elif error < 0:
+                surplus = self._drain_unknown(line, member, -error, at)
+                if surplus and _may_have_jumped(member):
+                    # Events carry no priority: a new contact read further ahead than the
+                    # book puts it most likely jumped the line. Move it; DescribeContact
+                    # will confirm.
+                    self._take_out(member)
+                    member = self._place_by_position(contact, instance, line.queue, position, at)
+                elif surplus:
+                    suspects = self._mark_suspects(line, member, surplus)
+        member.read_at, member.read_position, member.read_ewt = now, position, ewt
+        member.learnt_at = max(member.learnt_at, at)
+        line = self.lines[member.queue]
+        line.confirmed_at = now
+        if ewt is not None and position > 0:
+            line.seconds_per_position = ewt / position
+        return ReadOutcome(error=error, suspects=suspects)
+
+    def confirmed(self, queue: str, now: float) -> None:
+        """News of `queue` arrived that the book took in (an event): it is current."""
+        line = self.lines.get(queue)
+        if line is not None:
+            line.confirmed_at = now
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _put(self, member: Member) -> None:
+        line = self.lines.get(member.queue)
+        if line is None:
+            line = self.lines[member.queue] = Line(member.queue)
+        line.insert(member)
+        self._where[member.contact] = member
+
+    def _take_out(self, member: Member) -> set[str]:
+        line = self.lines[member.queue]
+        behind = line.remove(member)
+        if behind is not None:
+            # The unknown contacts in front of the one who left are now in front of the next.
+            behind.unknown_before += member.unknown_before
+        del self._where[member.contact]
+        if not line.keys:
+            del self.lines[member.queue]
+        return {member.queue}
+
+    def _place_by_position(
+        self, contact: str, instance: str, queue: str, position: int, at: float
+    ) -> Member:
+        """Insert a member at the place that gives it `position`, borrowing its neighbours'
+        routing keys (it has none of its own yet)."""
+        line = self.lines.get(queue)
+        ahead = 0
+        before: Member | None = None
+        after: Member | None = None
+        unknown_before = position - 1
+        if line is not None:
+            for candidate in line:
+                counted = candidate.unknown_before + (0 if candidate.suspect else 1)
+                if ahead + counted > position - 1:
+                    after = candidate
+                    break
+                ahead += counted
+                before = candidate
+            unknown_before = max(0, position - 1 - ahead)
+        key = _key_between(before, after, contact, at)
+        member = Member(
+            contact=contact,
+            instance=instance,
+            queue=queue,
+            key=key,
+            placed_by="read",
+            learnt_at=at,
+            unknown_before=unknown_before,
+        )
+        if after is not None:
+            after.unknown_before = max(0, after.unknown_before - unknown_before)
+        self._put(member)
+        return member
+
+    def _drain_unknown(self, line: Line, reader: Member, surplus: int, at: float) -> int:
+        """`surplus` fewer contacts are ahead of `reader` than the book counts: take unknown
+        ones from the front (served first; counted as served). Returns what is left over."""
+        for member in line:
+            if surplus <= 0:
+                break
+            taken = min(member.unknown_before, surplus)  # the reader's own are ahead of it too
+            member.unknown_before -= taken
+            surplus -= taken
+            line.departures.extend([at] * taken)
+            if member is reader:
+                break
+        return surplus
+
+    def _mark_suspects(self, line: Line, reader: Member, surplus: int) -> tuple[str, ...]:
+        """Known members in front of `reader` that are most likely gone: the front-most."""
+        suspects: list[str] = []
+        for member in line:
+            if member is reader or surplus <= 0:
+                break
+            if not member.suspect:
+                member.suspect = True
+                suspects.append(member.contact)
+                surplus -= 1
+        return tuple(suspects)
+
+
+def _may_have_jumped(member: Member) -> bool:
+    """Placed by its QUEUED event alone (no priority known, never read): its place is a guess."""
+    return member.placed_by == "event" and not member.priority_known and member.read_at is None
+
+
+def _key_between(
+    before: Member | None, after: Member | None, contact: str, at: float
+) -> tuple[int, float, str]:
+    if before is None and after is None:
+        return (DEFAULT_PRIORITY, at, contact)
+    if before is None:
+        assert after is not None
+        return (after.key[0], after.key[1] - 1e-3, contact)
+    if after is None or after.key[0] != before.key[0]:
+        return (before.key[0], before.key[1] + 1e-3, contact)
+    return (before.key[0], (before.key[1] + after.key[1]) / 2, contact)
