@@ -519,11 +519,14 @@ class ContactPoller(AsyncCloseable):
             if state is None:
                 self.scheduler.done(contact, self._clock())
                 return
-            if contact not in self.book and self._wants_describe(contact):
-                # A first read whose queue is unknown: place it first when DescribeContact's
-                # own budget allows, so that its first event already names queue and line.
-                if not await self.describe_budget.take(self._clock()):
-                    await self._describe(state)
+            # A first read whose queue is unknown: place it first when DescribeContact's own
+            # budget allows, so that its first event already names queue and line.
+            if (
+                contact not in self.book
+                and self._wants_describe(contact)
+                and not await self.describe_budget.take(self._clock())
+            ):
+                await self._describe(state)
             result = await self._connect.get_contact_metrics(state.instance, state.contact)
             await self._handle(state, result)
             if self.coordinator.shared_budget and result.outcome is Outcome.OK:

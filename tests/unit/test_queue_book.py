@@ -7,14 +7,14 @@ from hypothesis import strategies as st
 
 from server.connect.queue_book import QueueBook
 
-I, Q, Q2 = "inst", "q1", "q2"
+INST, Q, Q2 = "inst", "q1", "q2"
 
 
 def book_with(*contacts: str, queue: str = Q) -> QueueBook:
     """A book whose `queue` holds `contacts` in that order (QUEUED events, one second apart)."""
     book = QueueBook()
     for i, contact in enumerate(contacts):
-        book.queued(contact, I, queue, at=100.0 + i)
+        book.queued(contact, INST, queue, at=100.0 + i)
     return book
 
 
@@ -25,8 +25,8 @@ def test_queued_contacts_line_up_in_enqueue_order() -> None:
 
 def test_enqueue_timestamp_orders_even_when_events_arrive_out_of_order() -> None:
     book = QueueBook()
-    book.queued("late", I, Q, at=200.0, enqueued_at=105.0)
-    book.queued("early", I, Q, at=201.0, enqueued_at=101.0)
+    book.queued("late", INST, Q, at=200.0, enqueued_at=105.0)
+    book.queued("early", INST, Q, at=201.0, enqueued_at=101.0)
     assert book.positions(Q) == {"early": 1, "late": 2}
 
 
@@ -39,10 +39,10 @@ def test_connected_moves_everyone_behind_up_at_once() -> None:
 
 def test_duplicate_and_late_events_change_nothing() -> None:
     book = book_with("a", "b")
-    assert book.queued("a", I, Q, at=100.0) == set()  # the same event twice
+    assert book.queued("a", INST, Q, at=100.0) == set()  # the same event twice
     book.left("a", at=110.0, reason="disconnected")
     # A QUEUED delivered after the contact left never brings it back.
-    assert book.queued("a", I, Q, at=100.0) == set()
+    assert book.queued("a", INST, Q, at=100.0) == set()
     assert book.positions(Q) == {"b": 1}
 
 
@@ -55,30 +55,30 @@ def test_the_first_end_wins_whatever_order_ends_arrive_in() -> None:
 
 def test_queued_into_another_queue_is_a_transfer() -> None:
     book = book_with("a", "b")
-    book.queued("x", I, Q2, at=90.0)
-    assert book.queued("a", I, Q2, at=130.0) == {Q, Q2}
+    book.queued("x", INST, Q2, at=90.0)
+    assert book.queued("a", INST, Q2, at=130.0) == {Q, Q2}
     assert book.positions(Q) == {"b": 1}
     assert book.positions(Q2) == {"x": 1, "a": 2}
     # The late QUEUED of the queue it came from does not move it back.
-    assert book.queued("a", I, Q, at=100.0) == set()
+    assert book.queued("a", INST, Q, at=100.0) == set()
     assert book.member("a").queue == Q2
 
 
 def test_priority_from_describe_jumps_the_line() -> None:
     book = book_with("a", "b", "c")
-    book.described("c", I, Q, enqueued_at=102.0, priority=1, age_adjustment=0.0, at=130.0)
+    book.described("c", INST, Q, enqueued_at=102.0, priority=1, age_adjustment=0.0, at=130.0)
     assert book.positions(Q) == {"c": 1, "a": 2, "b": 3}
 
 
 def test_age_adjustment_makes_a_contact_look_older() -> None:
     book = book_with("a", "b", "c")
-    book.described("c", I, Q, enqueued_at=102.0, priority=None, age_adjustment=1.5, at=130.0)
+    book.described("c", INST, Q, enqueued_at=102.0, priority=None, age_adjustment=1.5, at=130.0)
     assert book.positions(Q) == {"a": 1, "c": 2, "b": 3}
 
 
 def test_a_read_counts_contacts_queuecast_never_knew() -> None:
     book = book_with("a", "b", "c")
-    outcome = book.read("b", I, Q, position=4, ewt=None, at=130.0, now=1.0)
+    outcome = book.read("b", INST, Q, position=4, ewt=None, at=130.0, now=1.0)
     assert outcome.error == 2  # two unknown callers wait ahead of b
     # They are ahead of b and of everyone behind it; nothing proves they are ahead of a.
     assert book.positions(Q) == {"a": 1, "b": 4, "c": 5}
@@ -86,23 +86,23 @@ def test_a_read_counts_contacts_queuecast_never_knew() -> None:
 
 def test_a_read_that_shows_fewer_ahead_drains_unknown_contacts_from_the_front() -> None:
     book = book_with("a", "b", "c")
-    book.read("a", I, Q, position=3, ewt=None, at=130.0, now=1.0)  # two unknown ahead of a
+    book.read("a", INST, Q, position=3, ewt=None, at=130.0, now=1.0)  # two unknown ahead of a
     assert book.positions(Q) == {"a": 3, "b": 4, "c": 5}
-    book.read("c", I, Q, position=4, ewt=None, at=131.0, now=2.0)  # one of them was served
+    book.read("c", INST, Q, position=4, ewt=None, at=131.0, now=2.0)  # one of them was served
     assert book.positions(Q) == {"a": 2, "b": 3, "c": 4}
 
 
 def test_unknown_contacts_directly_in_front_of_the_reader_drain_too() -> None:
     book = book_with("a")
-    book.read("a", I, Q, position=3, ewt=None, at=130.0, now=1.0)
-    book.read("a", I, Q, position=2, ewt=None, at=131.0, now=2.0)
+    book.read("a", INST, Q, position=3, ewt=None, at=130.0, now=1.0)
+    book.read("a", INST, Q, position=2, ewt=None, at=131.0, now=2.0)
     assert book.positions(Q) == {"a": 2}
 
 
 def test_a_read_that_shows_a_known_contact_gone_makes_it_suspect() -> None:
     book = book_with("a", "b", "c")
-    book.described("c", I, Q, enqueued_at=102.0, priority=5, age_adjustment=0.0, at=120.0)
-    outcome = book.read("c", I, Q, position=2, ewt=None, at=130.0, now=1.0)
+    book.described("c", INST, Q, enqueued_at=102.0, priority=5, age_adjustment=0.0, at=120.0)
+    outcome = book.read("c", INST, Q, position=2, ewt=None, at=130.0, now=1.0)
     assert outcome.suspects == ("a",)  # its CONNECTED_TO_AGENT is late or lost
     assert book.positions(Q) == {"b": 1, "c": 2}
     # The poll that confirms it (metrics unavailable) ends it; a read would clear it instead.
@@ -112,10 +112,10 @@ def test_a_read_that_shows_a_known_contact_gone_makes_it_suspect() -> None:
 
 def test_a_suspect_that_is_read_waiting_comes_back() -> None:
     book = book_with("a", "b", "c")
-    book.described("c", I, Q, enqueued_at=102.0, priority=5, age_adjustment=0.0, at=120.0)
-    book.read("c", I, Q, position=2, ewt=None, at=130.0, now=1.0)
+    book.described("c", INST, Q, enqueued_at=102.0, priority=5, age_adjustment=0.0, at=120.0)
+    book.read("c", INST, Q, position=2, ewt=None, at=130.0, now=1.0)
     assert book.member("a").suspect
-    book.read("a", I, Q, position=1, ewt=None, at=131.0, now=2.0)
+    book.read("a", INST, Q, position=1, ewt=None, at=131.0, now=2.0)
     assert not book.member("a").suspect
     assert book.positions(Q)["a"] == 1
 
@@ -123,23 +123,23 @@ def test_a_suspect_that_is_read_waiting_comes_back() -> None:
 def test_an_event_placed_contact_read_further_ahead_is_moved_there() -> None:
     # Events carry no priority: a priority contact enqueued last is read at the front.
     book = book_with("a", "b", "c")
-    book.read("c", I, Q, position=1, ewt=None, at=130.0, now=1.0)
+    book.read("c", INST, Q, position=1, ewt=None, at=130.0, now=1.0)
     assert book.positions(Q) == {"c": 1, "a": 2, "b": 3}
     assert not book.member("a").suspect
 
 
 def test_a_contact_only_a_read_knows_is_placed_by_its_position() -> None:
     book = book_with("a", "b")
-    book.read("x", I, Q, position=2, ewt=None, at=130.0, now=1.0)
+    book.read("x", INST, Q, position=2, ewt=None, at=130.0, now=1.0)
     assert book.positions(Q) == {"a": 1, "x": 2, "b": 3}
-    book.read("y", I, Q, position=6, ewt=None, at=131.0, now=2.0)
+    book.read("y", INST, Q, position=6, ewt=None, at=131.0, now=2.0)
     assert book.positions(Q) == {"a": 1, "x": 2, "b": 3, "y": 6}
 
 
 def test_wait_moves_with_the_position_at_the_queue_s_pace() -> None:
     book = book_with("a", "b", "c")
     for i in range(4):
-        book.queued(f"d{i}", I, Q, at=90.0 + i)
+        book.queued(f"d{i}", INST, Q, at=90.0 + i)
         book.left(f"d{i}", at=100.0 + 10 * i, reason="connected")  # one every 10 s
     rate = book.lines[Q].service_rate(140.0)
     assert rate is not None and abs(rate - 4 / 40) < 1e-9
@@ -173,15 +173,15 @@ def test_positions_are_always_distinct_increasing_and_from_one(ops) -> None:
         clock += 1.0
         contact, queue = f"c{c}", f"q{q}"
         if op == "queued":
-            book.queued(contact, I, queue, at=clock)
+            book.queued(contact, INST, queue, at=clock)
         elif op == "left":
             book.left(contact, at=clock, reason="connected")
         elif op == "read":
-            book.read(contact, I, queue, position=n, ewt=None, at=clock, now=clock)
+            book.read(contact, INST, queue, position=n, ewt=None, at=clock, now=clock)
         else:
             book.described(
                 contact,
-                I,
+                INST,
                 queue,
                 enqueued_at=clock - n,
                 priority=n % 6 or None,
