@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server.access.cross_origin import CrossOriginMiddleware, CrossOriginPolicy
 from server.access.policy import (
     AccessPolicy,
     SecurityHeadersMiddleware,
@@ -195,7 +196,10 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
     app = QueuecastApp(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeadersMiddleware, headers=security_headers(settings))],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, headers=security_headers(settings)),
+            Middleware(CrossOriginMiddleware, policy=CrossOriginPolicy(settings.allowed_origins)),
+        ],
     )
     app.state.access = access
     return app

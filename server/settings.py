@@ -60,16 +60,25 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+_ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?", re.IGNORECASE)
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
 def _origins(text: str) -> tuple[str, ...]:
-    origins = _csv(text)
-    for origin in origins:
+    origins = []
+    for given in _csv(text):
         # They go into the CSP header too, so nothing but an origin may pass.
-        if origin != "*" and not _ORIGIN.fullmatch(origin):
-            raise ValueError(f"not an origin (scheme://host[:port]) or `*`: {origin!r}")
-    return origins
+        match = _ORIGIN.fullmatch(given)
+        if given != "*" and match is None:
+            raise ValueError(f"not an origin (scheme://host[:port]) or `*`: {given!r}")
+        if match is None:
+            origins.append(given)
+            continue
+        # Written as a browser writes its Origin header, which is compared as a string:
+        # lower case, without the scheme's default port.
+        scheme, host, port = (part.lower() if part else "" for part in match.groups())
+        origins.append(f"{scheme}://{host}{'' if port == _DEFAULT_PORTS[scheme] else port}")
+    return tuple(origins)
 
 
 def _optional_str(text: str) -> str | None:
@@ -218,8 +227,9 @@ class Settings:
     )
     allowed_origins: tuple[str, ...] = _option(
         (),
-        "Comma-separated page origins (scheme://host[:port]) allowed to open WebSockets and "
-        "to frame the pages, besides the service's own; `*` allows any.",
+        "Comma-separated page origins (scheme://host[:port]) that may, besides the service's "
+        "own, open WebSockets, load /static/ and read /v1/queues (CORS), and frame the pages; "
+        "`*` allows any.",
         _origins,
     )
     # -- access ----------------------------------------------------------------------------
