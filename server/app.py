@@ -168,6 +168,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                     auth_timeout=settings.auth_timeout,
                     reauth_timeout=settings.reauth_timeout,
                     max_sockets_per_ip=settings.max_sockets_per_ip,
+                    max_sockets=settings.max_sockets,
                     max_messages_per_second=settings.max_messages_per_second,
                     rate_limit_strikes=settings.rate_limit_strikes,
                 ),

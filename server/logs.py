@@ -43,6 +43,16 @@ class TextFormatter(logging.Formatter):
         return base + ("" if not extras else " " + json.dumps(extras, default=str))
 
 
+class HandshakeLineFilter(logging.Filter):
+    """Drops uvicorn's line per WebSocket handshake (`"WebSocket /ws" [accepted]`, `403`,
+    `429`): an access log by another name (the access log is off), which a reconnect storm
+    or a client retrying against a limit turns into thousands of lines. Refusals are
+    counted in /metrics and logged by the gateway, once a minute per client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'))
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -55,6 +65,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, HandshakeLineFilter) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(HandshakeLineFilter())
     # The access log would print query strings; the service never puts secrets there, but
     # one line per request is noise at this scale.
     logging.getLogger("uvicorn.access").setLevel("WARNING")

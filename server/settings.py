@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -79,6 +80,19 @@ def _origins(text: str) -> tuple[str, ...]:
         scheme, host, port = (part.lower() if part else "" for part in match.groups())
         origins.append(f"{scheme}://{host}{'' if port == _DEFAULT_PORTS[scheme] else port}")
     return tuple(origins)
+
+
+def _addresses_or_networks(text: str) -> tuple[str, ...]:
+    entries = _csv(text)
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            # uvicorn would take it as a literal that never matches: say so instead.
+            raise ValueError(f"not an IP address, a network (CIDR) or `*`: {entry!r}") from None
+    return entries
 
 
 def _optional_str(text: str) -> str | None:
@@ -288,9 +302,21 @@ class Settings:
     )
     max_sockets_per_ip: int = _option(
         100,
-        "Open WebSockets per client address (429 beyond; 0: no limit). Behind a proxy every "
-        "client shares its address.",
+        "Open WebSockets per client (429 beyond; 0: no limit): per IPv4 address, per IPv6 /64. "
+        "Behind a proxy, set forwarded_allow_ips, or every client shares the proxy's address.",
         _non_negative_int,
+    )
+    max_sockets: int = _option(
+        20000,
+        "Open WebSockets per replica, all clients together (503 beyond; 0: no limit).",
+        _non_negative_int,
+    )
+    forwarded_allow_ips: tuple[str, ...] = _option(
+        (),
+        "Comma-separated proxy addresses or networks (CIDR) trusted to name the client "
+        "(X-Forwarded-For) and scheme (X-Forwarded-Proto); `*` trusts anyone, only for a "
+        "service no client can reach but through the proxy. Empty: trust none.",
+        _addresses_or_networks,
     )
     max_messages_per_second: float = _option(
         10.0,

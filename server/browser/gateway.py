@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server import metrics
 from server.access.policy import LIMIT_HITS, AccessPolicy
 from server.access.tokens import TokenVerifier
-from server.browser.limits import SocketsPerAddress
+from server.browser.limits import RefusalLog, SocketsPerAddress, client_key
 from server.browser.protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, error_frame
 from server.browser.session import ClientSession
 from server.bus import Bus
@@ -49,19 +49,29 @@ class GatewayConfig:
     auth_timeout: float = 5.0
     reauth_timeout: float = 60.0
     max_sockets_per_ip: int = 100
+    max_sockets: int = 0
     max_messages_per_second: float = 10.0
     rate_limit_strikes: int = 20
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(
+    origin: str | None, host: str | None, scheme: str, allowed: tuple[str, ...]
+) -> bool:
     """Whether a handshake's Origin may open a socket (cross-site WebSocket hijacking guard).
 
     Clients that send no Origin (not browsers) are allowed; a browser page must come from the
-    service's own host or from an origin in `allowed` (`*` allows any, only if configured).
+    service's own origin, scheme included (an `http://` page may not use an `https://`
+    service's sockets), or from an origin in `allowed` (`*` allows any, only if configured).
+
+    Args:
+        scheme: the handshake's, `ws` or `wss` (behind a trusted proxy, as it forwarded it).
     """
     if origin is None or "*" in allowed or origin in allowed:
         return True
-    return host is not None and origin.split("://", 1)[-1] == host
+    if host is None:
+        return False
+    own_scheme = "https" if scheme in ("wss", "https") else "http"
+    return origin.lower() == f"{own_scheme}://{host.lower()}"
 
 
 async def _refuse(websocket: WebSocket, status: int, message: str) -> None:
@@ -83,6 +93,8 @@ class Gateway:
         self.poller = poller
         self.sessions: set[ClientSession] = set()
         self._per_address = SocketsPerAddress(config.max_sockets_per_ip)
+        self._admitted = 0  # sockets past admission, sessions or not yet
+        self._refusals = RefusalLog()
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -104,22 +116,40 @@ class Gateway:
         if self._draining:
             await websocket.close(CLOSE_GOING_AWAY)
             return
+        address = websocket.client.host if websocket.client is not None else "unknown"
+        client = client_key(address)
         origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
-        if not origin_allowed(origin, host, self.config.allowed_origins):
+        scheme = websocket.scope.get("scheme", "ws")
+        if not origin_allowed(origin, host, scheme, self.config.allowed_origins):
             metrics.SOCKETS_CLOSED.labels("origin").inc()
-            LIMIT_HITS.labels("origin").inc()
+            self._refused("origin", client)
             # Before accept, Starlette answers the handshake with 403.
             await websocket.close(CLOSE_POLICY)
             return
-        address = websocket.client.host if websocket.client is not None else "unknown"
-        if not self._per_address.try_open(address):
-            LIMIT_HITS.labels("sockets_per_ip").inc()
+        if self.config.max_sockets and self._admitted >= self.config.max_sockets:
+            self._refused("sockets", client)
+            await _refuse(websocket, 503, "this server is full; try again")
+            return
+        if not self._per_address.try_open(client):
+            self._refused("sockets_per_ip", client)
             await _refuse(websocket, 429, "too many sockets from this address")
             return
+        self._admitted += 1
         try:
             await self._serve(websocket)
         finally:
-            self._per_address.close(address)
+            self._admitted -= 1
+            self._per_address.close(client)
+
+    def _refused(self, limit: str, client: str) -> None:
+        """Count a refused handshake; log it only the first time a minute for this client."""
+        LIMIT_HITS.labels(limit).inc()
+        if self._refusals.should_log(client, asyncio.get_running_loop().time()):
+            log.info(
+                "websocket refused (further refusals of this client for a minute are only "
+                "counted, in queuecast_limit_hits_total)",
+                extra={"limit": limit, "client": client},
+            )
 
     async def _serve(self, websocket: WebSocket) -> None:
         offered: list[str] = list(websocket.scope.get("subprotocols") or ())

@@ -1,4 +1,5 @@
-"""Per-client limits: message rate with strikes, sockets per address. No I/O.
+"""Per-client limits: message rate with strikes, sockets per address, which refusals to log.
+No I/O.
 
 The clock is passed in by the caller (any monotonic reading in seconds), as in `TokenBucket`.
 """
@@ -6,6 +7,7 @@ The clock is passed in by the caller (any monotonic reading in seconds), as in `
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections import Counter
 
 from server.ratelimit import TokenBucket
@@ -52,8 +54,29 @@ class MessageRate:
         return Admission.DROP_AND_TELL
 
 
+IPV6_CLIENT_PREFIX = 64  # one subscriber's network: ISPs hand out a /64 (or more) per line
+
+
+def client_key(address: str) -> str:
+    """The key a client's sockets are counted under: its IPv4 address, or its IPv6 /64.
+
+    An IPv6 client can use any of the 2**64 addresses of its network, so a limit per address
+    would limit nothing. An IPv4-mapped IPv6 address counts as the IPv4 address it maps.
+    Anything that is not an IP address (a Unix socket's peer) counts as itself.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
+
+
 class SocketsPerAddress:
-    """Open sockets by client address, refusing more than `limit` (0: no limit)."""
+    """Open sockets by client key (`client_key`), refusing more than `limit` (0: no limit)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -72,3 +95,33 @@ class SocketsPerAddress:
 
     def __len__(self) -> int:
         return len(self._open)
+
+
+class RefusalLog:
+    """Whether a refusal is worth a log line: at most one per client key per `every` seconds.
+
+    Refusals are routine (a client over a limit retries), and anyone can cause them, so each
+    one is counted in /metrics but only the first of a minute per client is logged. Memory and
+    lines are bounded: past `max_keys` clients, those not logged within `every` seconds are
+    forgotten, and while all of them were, new clients go unlogged (still counted): at most
+    `max_keys` lines per `every` seconds, whoever floods.
+    """
+
+    def __init__(self, every: float = 60.0, max_keys: int = 10_000) -> None:
+        self.every = every
+        self.max_keys = max_keys
+        self._logged: dict[str, float] = {}
+
+    def should_log(self, key: str, now: float) -> bool:
+        last = self._logged.get(key)
+        if last is not None and now - last < self.every:
+            return False
+        if last is None and len(self._logged) >= self.max_keys:
+            self._logged = {k: t for k, t in self._logged.items() if now - t < self.every}
+            if len(self._logged) >= self.max_keys:
+                return False
+        self._logged[key] = now
+        return True
+
+    def __len__(self) -> int:
+        return len(self._logged)

@@ -268,6 +268,11 @@ class FramingProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A refusal (429, 503) is a complete answer to the handshake; uvicorn 0.54 does
+            # not count it as one and logs an ERROR for every refused socket, which anyone
+            # could then fill the log with.
+            self.handshake_complete = True
         self._recheck_sink()
         if self.handshake_complete and getattr(self, "request", None) is not None:
             self._drop_handshake()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from server.access.policy import default_content_security_policy, hmac_secrets
 from server.access.redaction import Redactor
 from server.access.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier, mint
-from server.browser.limits import Admission, MessageRate, SocketsPerAddress
+from server.browser.limits import Admission, MessageRate, RefusalLog, SocketsPerAddress, client_key
 from server.settings import Settings
 
 SECRET = "s" * 40
@@ -167,6 +167,32 @@ def test_sockets_per_address():
     assert limit.try_open("a")
     unlimited = SocketsPerAddress(0)
     assert all(unlimited.try_open("a") for _ in range(1000))
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.5", "203.0.113.5"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:DB8:0:0:ffff::9", "2001:db8::/64"),
+        ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_client_key_is_an_ipv4_address_or_an_ipv6_slash_64(address, key):
+    assert client_key(address) == key
+
+
+def test_refusal_log_once_a_minute_per_client_and_bounded():
+    refusals = RefusalLog(every=60, max_keys=3)
+    assert refusals.should_log("a", 0) and not refusals.should_log("a", 59)
+    assert refusals.should_log("a", 60)
+    assert refusals.should_log("b", 61) and refusals.should_log("c", 62)
+    assert not refusals.should_log("d", 63)  # three clients logged within the minute: full
+    assert len(refusals) == 3
+    assert refusals.should_log("d", 121)  # "a" and "b" are forgotten by now
+    assert len(refusals) <= 3
 
 
 def test_redactor():

@@ -415,3 +415,21 @@ def test_ingress_keeps_websockets_open_and_limits_connections_per_client() -> No
     assert port["targetPort"] == the_container()["ports"][0]["name"]
     labels = k8s("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
+def test_replicas_count_clients_not_the_balancer() -> None:
+    """Issue 14, item 1: the proxy names the client, the replicas trust only the proxy."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    ws = conf[conf.index("location /ws") :]
+    ws = ws[: ws.index("}")]
+    assert "limit_conn sockets_per_client" in ws
+    assert "limit_conn_zone $binary_remote_addr zone=sockets_per_client" in conf
+    # Replaced, not appended to what the client sent.
+    assert conf.count("proxy_set_header X-Forwarded-For $remote_addr;") == 2
+    assert "$proxy_add_x_forwarded_for" not in conf
+    doc = compose()
+    lb_address = doc["services"]["lb"]["networks"]["default"]["ipv4_address"]
+    subnet = doc["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(lb_address) in ipaddress.ip_network(subnet)
+    for name in ("queuecast-1", "queuecast-2"):
+        env = doc["services"][name]["environment"]
+        assert env["QUEUECAST_FORWARDED_ALLOW_IPS"] == lb_address
+        assert "ports" not in doc["services"][name]  # reachable only through the balancer
