@@ -415,6 +415,8 @@ def test_ingress_keeps_websockets_open_and_limits_connections_per_client() -> No
     assert port["targetPort"] == the_container()["ports"][0]["name"]
     labels = k8s("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
+
+
 def test_replicas_count_clients_not_the_balancer() -> None:
     """Issue 14, item 1: the proxy names the client, the replicas trust only the proxy."""
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
