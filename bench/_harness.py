@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _extras import require_for_profile, require_for_targets  # noqa: E402
+
 from tests.support.emulator import read_ready, stop_process  # noqa: E402
 from tests.support.redis import RedisServer  # noqa: E402
 
@@ -223,6 +225,8 @@ def run_pinned_targets(
 ) -> int:
     """The main of a benchmark over several targets: this process on `args.load_core`, every
     result printed (a summary line and its JSON), and written to `args.json_out` if set."""
+    require_for_targets(args.targets)
+    require_for_profile(getattr(args, "profile", None))
     raise_nofile()
     pin_self(args.load_core)
     results = asyncio.run(run(args))

@@ -28,10 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from _extras import require_modules
 from _harness import (
     ROOT,
     SERVICE_ENV,
@@ -213,6 +210,12 @@ async def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
+    # matplotlib comes with the `bench` extra; main() checks for it before anything runs.
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     series = result["series"]
     fig, axes = plt.subplots(len(series), 1, figsize=(8, 2 * len(series)), sharex=True)
     for ax, (contact, points) in zip(axes, series.items(), strict=False):
@@ -250,6 +253,7 @@ def main() -> int:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     args = parser.parse_args()
+    require_modules("matplotlib")
     raise_nofile()
     pin_self(args.load_core)
     for size in (int(s) for s in args.sizes.split(",")):
