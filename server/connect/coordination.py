@@ -267,6 +267,8 @@ class RedisCoordinator(Coordinator):
         self._release_script = client.register_script(_RELEASE)
         self._heartbeat_script = client.register_script(_HEARTBEAT)
         self._leases: set[str] = set()
+        # What this replica's interest hash holds, as last written (None: not known).
+        self._interest_written: dict[str, str] | None = None
         self._rates: dict[BudgetName, float] = {name: rps for name, (rps, _) in budgets.items()}
         self._wanted_total = 0
         self._closed = False
@@ -280,22 +282,7 @@ class RedisCoordinator(Coordinator):
     # -- interest and leases -------------------------------------------------------------
 
     async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
-        mine = interest_key(self.replica_id)
-        # This replica's interest is replaced atomically (MULTI on its one key), so no reader
-        # sees it half written.
-        interest = self._client.pipeline(transaction=True)
-        interest.delete(mine)
-        if local:
-            interest.hset(mine, mapping={c: w.encode() for c, w in local.items()})
-            interest.pexpire(mine, self._ttl_ms)
-        if self._cluster:
-            # Another slot: not in the same transaction. Reading it just after is as good,
-            # since nothing ties the explicit tracks to this replica's interest.
-            await self._call(interest.execute())
-            explicit_raw = await self._call(self._client.hgetall(EXPLICIT_KEY))
-        else:
-            interest.hgetall(EXPLICIT_KEY)
-            *_, explicit_raw = await self._call(interest.execute())
+        explicit_raw = await self._write_interest(local)
         # A replica whose heartbeat is older than one lease TTL is dead: by then its leases
         # have lapsed too, and its share is for the living to take.
         live_raw = await self._call(
@@ -325,6 +312,52 @@ class RedisCoordinator(Coordinator):
             c for c in polled if c not in self._leases and c not in assignment.stop
         )
         return assignment
+
+    async def _write_interest(self, local: Mapping[str, Wanted]) -> Any:
+        """Bring this replica's interest hash in line with `local`, renew it, and read the
+        explicit tracks; returns them (HGETALL).
+
+        Only what changed since the last write goes (a socket toggling a subscription inside
+        its linger changes nothing); the hash is written whole after a failure or when it is
+        not what was last written (it expired, or Redis restarted empty). One transaction on
+        its one key, so no reader sees it half written.
+        """
+        mine = interest_key(self.replica_id)
+        encoded = {c: w.encode() for c, w in local.items()}
+        written = self._interest_written
+        self._interest_written = None  # unknown until this write is known to have landed
+        pipe = self._client.pipeline(transaction=True)
+        if written is None:
+            pipe.delete(mine)
+            if encoded:
+                pipe.hset(mine, mapping={c: e for c, e in encoded.items()})
+        else:
+            changed = {c: e for c, e in encoded.items() if written.get(c) != e}
+            gone = [c for c in written if c not in encoded]
+            if changed:
+                pipe.hset(mine, mapping={c: e for c, e in changed.items()})
+            if gone:
+                pipe.hdel(mine, *gone)
+        pipe.pexpire(mine, self._ttl_ms)
+        pipe.hlen(mine)
+        if self._cluster:
+            # Another slot: not in the same transaction. Reading it just after is as good,
+            # since nothing ties the explicit tracks to this replica's interest.
+            *_, size = await self._call(pipe.execute())
+            explicit_raw = await self._call(self._client.hgetall(EXPLICIT_KEY))
+        else:
+            pipe.hgetall(EXPLICIT_KEY)
+            *_, size, explicit_raw = await self._call(pipe.execute())
+        if size != len(encoded):
+            # The hash lost entries behind our back: write it whole, now.
+            whole = self._client.pipeline(transaction=True)
+            whole.delete(mine)
+            if encoded:
+                whole.hset(mine, mapping={c: e for c, e in encoded.items()})
+                whole.pexpire(mine, self._ttl_ms)
+            await self._call(whole.execute())
+        self._interest_written = encoded
+        return explicit_raw
 
     async def _keep_leases(self, wanted: Mapping[str, Wanted], assignment: Assignment) -> None:
         held = sorted(self._leases)

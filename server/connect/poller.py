@@ -379,7 +379,10 @@ class ContactPoller(AsyncCloseable):
             polls.create_task(self._describe_loop(), name="poller-describe")
             while True:
                 now = self._clock()
-                if self._reconcile_soon or now >= next_reconcile:
+                # At most once per coordination period, whatever changes meanwhile: a socket
+                # toggling a subscription must not make Redis work per toggle (issue 14).
+                # `_reconcile_soon` only says a change is waiting for the next one.
+                if now >= next_reconcile:
                     await self._reconcile()
                     next_reconcile = now + self.coordinator.period
                 if now >= next_sweep:
