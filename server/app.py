@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -32,9 +33,14 @@ from server.browser.ws_protocol import text_frame
 from server.bus import Bus, BusBackend, MemoryBackend
 from server.bus.redis import RedisBackend, RedisClient
 from server.bus.redis_cluster import cluster_client, is_cluster_url
+from server.connect.budget import Budget, LocalBudget, SharedBudget
 from server.connect.client import ConnectClient
-from server.connect.coordination import RedisCoordinator
+from server.connect.coordination import BudgetName, RedisCoordinator
+from server.connect.figures_lead import LocalFiguresLead, RedisFiguresLead
 from server.connect.poller import ContactPoller, PollerConfig
+from server.connect.queue_directory import QueueDirectory
+from server.connect.queue_figures import QueueFiguresPoller, queues_wanted
+from server.connect.queue_names import LocalNameStore, RedisNameStore
 from server.http import api as http_api
 from server.http import queues
 from server.http.static_assets import static_directory
@@ -93,9 +99,83 @@ def coordinator_for(settings: Settings, client: RedisClient, bus: Bus) -> RedisC
         budgets={
             "metrics": (settings.rps, settings.burst),
             "describe": (settings.describe_rps, settings.describe_burst),
+            "current_metrics": (settings.current_metrics_rps, settings.current_metrics_burst),
+            "list_queues": (settings.queue_names_rps, settings.queue_names_burst),
+            "describe_queue": (settings.queue_names_rps, settings.queue_names_burst),
         },
         lease_ttl=settings.lease_ttl,
         replica_id=settings.replica_id,
+    )
+
+
+def _budget(
+    coordinator: RedisCoordinator | None, name: BudgetName, rps: float, burst: int
+) -> Budget:
+    if coordinator is None:
+        return LocalBudget(rps, burst, time.monotonic())
+    return SharedBudget(coordinator, name, rps)
+
+
+def queue_directory_for(
+    settings: Settings,
+    connect: ConnectClient,
+    client: RedisClient | None,
+    coordinator: RedisCoordinator | None,
+) -> QueueDirectory:
+    """Queue names; with Redis, one replica lists per period and shares the names."""
+    store = (
+        LocalNameStore()
+        if client is None or coordinator is None
+        else RedisNameStore(client, coordinator.replica_id, keep=3 * settings.queue_names_refresh)
+    )
+    rps, burst = settings.queue_names_rps, settings.queue_names_burst
+    return QueueDirectory(
+        connect,
+        store,
+        instance=settings.instance_id,
+        list_budget=_budget(coordinator, "list_queues", rps, burst),
+        describe_budget=_budget(coordinator, "describe_queue", rps, burst),
+        refresh=settings.queue_names_refresh,
+    )
+
+
+def queue_figures_for(
+    settings: Settings,
+    *,
+    connect: ConnectClient,
+    bus: Bus,
+    poller: ContactPoller,
+    gateway: Gateway,
+    directory: QueueDirectory,
+    client: RedisClient | None,
+    coordinator: RedisCoordinator | None,
+) -> QueueFiguresPoller:
+    """The queues' figures; with Redis, one replica (the leader) reads every wanted queue."""
+    lead = (
+        LocalFiguresLead()
+        if client is None or coordinator is None
+        else RedisFiguresLead(client, coordinator.replica_id, ttl=settings.lease_ttl)
+    )
+
+    def wanted() -> dict[str, str]:
+        watched = {queue for session in gateway.sessions for queue in session.queues}
+        return queues_wanted(poller.book, poller.contacts.values(), watched, settings.instance_id)
+
+    interval = settings.queue_figures_interval
+    return QueueFiguresPoller(
+        connect,
+        bus,
+        lead,
+        _budget(
+            coordinator,
+            "current_metrics",
+            settings.current_metrics_rps,
+            settings.current_metrics_burst,
+        ),
+        wanted=wanted,
+        names=directory.name,
+        interval=interval,
+        stale_after=max(settings.stale_after, 2 * interval),
     )
 
 
@@ -175,7 +255,22 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                 bus,
                 poller,
             )
-            runtime = Runtime(settings, bus, connect, poller, gateway)
+            directory = await stack.enter_async_context(
+                queue_directory_for(settings, connect, client, coordinator)
+            )
+            figures = await stack.enter_async_context(
+                queue_figures_for(
+                    settings,
+                    connect=connect,
+                    bus=bus,
+                    poller=poller,
+                    gateway=gateway,
+                    directory=directory,
+                    client=client,
+                    coordinator=coordinator,
+                )
+            )
+            runtime = Runtime(settings, bus, connect, poller, gateway, directory, figures)
             stack.push_async_callback(runtime.drain)
             app.state.runtime = runtime
             log.info("queuecast ready", extra={"settings": settings.redacted()})

@@ -8,6 +8,8 @@ from server.browser.gateway import Gateway
 from server.bus import Bus
 from server.connect.client import ConnectClient
 from server.connect.poller import ContactPoller
+from server.connect.queue_directory import QueueDirectory
+from server.connect.queue_figures import QueueFiguresPoller
 from server.settings import Settings
 
 
@@ -18,6 +20,8 @@ class Runtime:
     connect: ConnectClient
     poller: ContactPoller
     gateway: Gateway
+    directory: QueueDirectory
+    figures: QueueFiguresPoller
 
     async def drain(self) -> None:
         """Stop polling, then close every socket with 1001 (SIGTERM's first step)."""

@@ -171,6 +171,33 @@ class Settings:
         2.0, "DescribeContact requests per second (its own quota).", _positive_float
     )
     describe_burst: int = _option(5, "Burst of DescribeContact requests.", _positive_int)
+    current_metrics_rps: float = _option(
+        5.0,
+        "GetCurrentMetricData requests per second (its own quota: 5/s, burst 8, not adjustable).",
+        _positive_float,
+    )
+    current_metrics_burst: int = _option(
+        8, "Burst of GetCurrentMetricData requests.", _positive_int
+    )
+    queue_figures_interval: float = _option(
+        5.0,
+        "Seconds between two reads of the watched queues' figures (waiting, oldest, agents "
+        "available; GetCurrentMetricData, up to 100 queues per call).",
+        _positive_float,
+    )
+    queue_names_refresh: float = _option(
+        300.0,
+        "Seconds between two listings of the instance's queue names (ListQueues).",
+        _positive_float,
+    )
+    queue_names_rps: float = _option(
+        2.0,
+        "ListQueues and DescribeQueue requests per second, each (their own quotas).",
+        _positive_float,
+    )
+    queue_names_burst: int = _option(
+        5, "Burst of ListQueues and of DescribeQueue requests.", _positive_int
+    )
     poll_interval: float = _option(
         2.0, "Seconds between two polls of one contact, at the most often.", _positive_float
     )

@@ -1,7 +1,8 @@
 """A WebSocket client's outbox: bounded, latest state per contact wins. No I/O.
 
-A slow client never holds more than one pending state per contact plus a few control frames,
-so its memory is bounded by its subscriptions, and it still ends up with the latest state.
+A slow client never holds more than one pending state per contact, one pending figures event
+per queue, plus a few control frames, so its memory is bounded by its subscriptions, and it
+still ends up with the latest state.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ class Outbox:
         # deque is ~600 bytes (docs/benchmarks.md, RSS per idle socket).
         self._control: deque[str] | None = None
         self._max_control = max_control
+        # Queue figures, latest per queue; created on the first (only wallboards get them).
+        self._figures: OrderedDict[str, str] | None = None
 
     def __len__(self) -> int:
-        return len(self._events) + (len(self._control) if self._control else 0)
+        control = len(self._control) if self._control else 0
+        return len(self._events) + control + (len(self._figures) if self._figures else 0)
 
     def __bool__(self) -> bool:
-        return bool(self._events or self._control)
+        return bool(self._events or self._control or self._figures)
 
     def put_event(self, event: ContactEvent, text: str) -> bool:
         """Queue an event; returns True when it replaced an older pending one."""
@@ -42,6 +46,15 @@ class Outbox:
             text = event.encode().decode()
         self._events[event.contact] = (event, text)
         return True
+
+    def put_figures(self, queue: str, text: str) -> bool:
+        """Queue a queue's figures; returns True when they replaced older pending ones."""
+        figures = self._figures
+        if figures is None:
+            figures = self._figures = OrderedDict()
+        replaced = queue in figures
+        figures[queue] = text
+        return replaced
 
     def put_control(self, text: str) -> None:
         """Queue an error or pong.
@@ -59,13 +72,19 @@ class Outbox:
     def discard(self, contact: str) -> None:
         self._events.pop(contact, None)
 
+    def discard_figures(self, queue: str) -> None:
+        if self._figures:
+            self._figures.pop(queue, None)
+
     def clear(self) -> None:
         """Drop everything pending, events and control frames alike."""
         self._events.clear()
         self._control = None
+        self._figures = None
 
     def pop(self) -> str | None:
-        """The next frame to send: control frames first, then states in arrival order."""
+        """The next frame to send: control frames first, then states in arrival order, then
+        queue figures."""
         if self._control:
             text = self._control.popleft()
             if not self._control:
@@ -73,4 +92,6 @@ class Outbox:
             return text
         if self._events:
             return self._events.popitem(last=False)[1][1]
+        if self._figures:
+            return self._figures.popitem(last=False)[1]
         return None

@@ -46,7 +46,7 @@ from server.browser.session_access import SessionAccess
 from server.browser.ws_protocol import FRAME_WRITER, FrameWriter
 from server.bus import BusUnavailable, Delivery, contact_channel, queue_channel
 from server.bus.channel import Sink
-from server.events import ContactEvent, as_snapshot, waiting_in
+from server.events import ContactEvent, QueueFiguresEvent, as_snapshot, waiting_in
 
 if TYPE_CHECKING:
     from server.browser.gateway import Gateway
@@ -62,6 +62,7 @@ class ClientSession(SessionAccess):
     # Thousands per process: slots keep each one small and its hot fields close together.
     __slots__ = (
         "_attached",
+        "_figures_seq",
         "_finished",
         "_gateway",
         "_handling",
@@ -107,6 +108,7 @@ class ClientSession(SessionAccess):
         self._latest: dict[str, ContactEvent] = {}  # to mark stale while the bus is down
         self._marked_stale: AbstractSet[str] = _NOTHING
         self._finished: AbstractSet[str] = _NOTHING  # contact subscriptions that got `ended`
+        self._figures_seq: dict[str, int] | None = None  # queue -> seq of its figures sent
         self.outbox = Outbox()
         # Set while the send loop holds a frame it took from the outbox (a frame written
         # directly meanwhile would overtake it), and while a request is being handled (its
@@ -134,7 +136,11 @@ class ClientSession(SessionAccess):
     # -- bus listener ----------------------------------------------------------------------
 
     def deliver(self, delivery: Delivery) -> None:
-        self.offer(delivery.event, delivery.text, direct=True)
+        event = delivery.event
+        if isinstance(event, QueueFiguresEvent):
+            self.offer_figures(event, delivery.text)
+        else:
+            self.offer(event, delivery.text, direct=True)
 
     # -- attached: the bus writes this socket's frames (server/bus/channel.py) ---------------
 
@@ -265,6 +271,27 @@ class ClientSession(SessionAccess):
         elif self.streaming and subscribed:
             # It holds the newest update now: the bus can write the next ones itself.
             self._attach(contact)
+
+    def offer_figures(self, event: QueueFiguresEvent, text: str) -> None:
+        """Queue a subscribed queue's figures unless this client has these or newer ones.
+
+        They go through the outbox (latest per queue wins): a socket with a queue
+        subscription never streams anyway.
+        """
+        if self.grant is None or self._expired or event.queue not in self.queues:
+            return
+        if self._expires_at is not None and self._loop.time() >= self._expires_at:
+            self._expire()
+            return
+        sent = self._figures_seq
+        if sent is None:
+            sent = self._figures_seq = {}
+        if event.seq <= sent.get(event.queue, 0):
+            return
+        sent[event.queue] = event.seq
+        if self.outbox.put_figures(event.queue, text):
+            metrics.OUTBOX_COALESCED.inc()
+        self._wake_sender()
 
     def mark_stale(self) -> None:
         """The bus is down: show every state this client holds as stale, same seq (the
@@ -466,6 +493,12 @@ class ClientSession(SessionAccess):
         for state in waiting_in(queue, states):
             shown = as_snapshot(state)
             self.offer(shown, shown.encode().decode())
+        try:
+            [figures] = await bus.read_queue_figures([queue])
+        except BusUnavailable:
+            figures = None  # the next ones come with the next read of the queue
+        if figures is not None:
+            self.offer_figures(figures, figures.encode().decode())
 
     async def _release_contact(self, contact: str) -> None:
         if contact not in self.contacts:
@@ -487,6 +520,9 @@ class ClientSession(SessionAccess):
         if queue not in self.queues:
             return
         self.queues = self.queues - {queue}
+        if self._figures_seq is not None:
+            self._figures_seq.pop(queue, None)
+        self.outbox.discard_figures(queue)
         metrics.SUBSCRIPTIONS.dec()
         with contextlib.suppress(BusUnavailable):
             await self._gateway.bus.unsubscribe(queue_channel(queue), self)

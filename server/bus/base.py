@@ -43,6 +43,15 @@ def queue_members_key(queue: str) -> str:
     return f"qc:queue:{{{queue}}}:contacts"
 
 
+def queue_figures_key(queue: str) -> str:
+    """The queue's latest figures event, as published (shares the queue's hash tag)."""
+    return f"qc:queue:{{{queue}}}:figures"
+
+
+def queue_figures_seq_key(queue: str) -> str:
+    return f"qc:queue:{{{queue}}}:figures-seq"
+
+
 class BusBackend(abc.ABC):
     """Pub/sub transport and state store. Implementations: memory and Redis."""
 
@@ -102,6 +111,17 @@ class BusBackend(abc.ABC):
         Returns:
             The complete message as published.
         """
+
+    @abc.abstractmethod
+    async def commit_queue_figures(
+        self, queue: str, head: bytes, *, ttl: float, floor: int = 0
+    ) -> bytes:
+        """Atomically: next figures seq of the queue (above `floor`), store head+seq as its
+        figures, publish them on the queue's channel. Returns the message as published."""
+
+    @abc.abstractmethod
+    async def read_queue_figures(self, queues: Sequence[str]) -> list[bytes | None]:
+        """The stored figures of each queue, `None` where none are stored."""
 
     @abc.abstractmethod
     async def read_states(self, contacts: Sequence[str]) -> list[bytes | None]:

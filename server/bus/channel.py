@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server import metrics
-from server.events import ContactEvent
+from server.events import ContactEvent, QueueFiguresEvent
 
 log = logging.getLogger("queuecast.bus")
 
@@ -33,7 +33,7 @@ _NOBODY: frozenset[Listener] = frozenset()
 @dataclass(frozen=True, slots=True)
 class Delivery:
     channel: str
-    event: ContactEvent
+    event: ContactEvent | QueueFiguresEvent  # the figures only on a queue's channel
     text: str  # the message exactly as published, shared by every socket
 
 
@@ -121,7 +121,11 @@ class Channel:
         event = delivery.event
         newest = self.latest
         listeners = self.listeners
-        if event.type == "update" and (newest is None or event.seq > newest.seq):
+        if (
+            isinstance(event, ContactEvent)
+            and event.type == "update"
+            and (newest is None or event.seq > newest.seq)
+        ):
             self.latest = event
             if self.writers:
                 told = self._write(encode(delivery.text), event, newest)

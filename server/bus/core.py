@@ -21,7 +21,13 @@ from server.backoff import Backoff
 from server.bus.base import BusBackend, BusUnavailable, Message
 from server.bus.channel import Channel, Delivery, Detached, Listener, Sink
 from server.bus.read_batch import ReadBatcher
-from server.events import ContactEvent, EventDecodeError, decode_event
+from server.events import (
+    ContactEvent,
+    EventDecodeError,
+    QueueFiguresEvent,
+    decode_event,
+    decode_message,
+)
 
 log = logging.getLogger("queuecast.bus")
 
@@ -218,7 +224,7 @@ class Bus(AsyncCloseable):
             return
         try:
             text = message.data.decode()
-            event = decode_event(text)
+            event = decode_message(text)
         except (UnicodeDecodeError, EventDecodeError) as exc:
             metrics.BUS_MALFORMED.inc()
             log.warning(
@@ -309,6 +315,31 @@ class Bus(AsyncCloseable):
 
     async def queue_members(self, queue: str) -> list[str]:
         return await self.backend.queue_members(queue)
+
+    async def commit_queue_figures(
+        self, queue: str, head: bytes, *, ttl: float, floor: int = 0
+    ) -> bytes:
+        """Store and publish a queue's figures (see `BusBackend.commit_queue_figures`)."""
+        data = await self.backend.commit_queue_figures(queue, head, ttl=ttl, floor=floor)
+        metrics.EVENTS_PUBLISHED.inc()
+        return data
+
+    async def read_queue_figures(self, queues: Sequence[str]) -> list[QueueFiguresEvent | None]:
+        """Stored figures, decoded; malformed ones read as `None`."""
+        out: list[QueueFiguresEvent | None] = []
+        for raw in await self.backend.read_queue_figures(queues):
+            figures = None
+            if raw is not None:
+                try:
+                    decoded = decode_message(raw)
+                except EventDecodeError:
+                    decoded = None
+                if isinstance(decoded, QueueFiguresEvent):
+                    figures = decoded
+                else:
+                    metrics.BUS_MALFORMED.inc()
+            out.append(figures)
+        return out
 
     async def raise_floor(self, contact: str, floor: int) -> int:
         """Make the contact's next seq exceed `floor` (see `BusBackend.raise_floor`)."""

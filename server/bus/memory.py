@@ -24,6 +24,8 @@ class MemoryBackend(BusBackend):
         self._seqs: dict[str, int] = {}
         self._states: dict[str, tuple[bytes, float]] = {}
         self._queues: dict[str, set[str]] = {}
+        self._figures_seqs: dict[str, int] = {}
+        self._figures: dict[str, tuple[bytes, float]] = {}
 
     async def connect(self) -> None:
         return None
@@ -73,16 +75,21 @@ class MemoryBackend(BusBackend):
             await self.publish(queue_channel(queue), data)
         return data
 
+    async def commit_queue_figures(
+        self, queue: str, head: bytes, *, ttl: float, floor: int = 0
+    ) -> bytes:
+        seq = max(self._figures_seqs.get(queue, 0), floor) + 1
+        self._figures_seqs[queue] = seq
+        data = head + str(seq).encode() + b"}"
+        self._figures[queue] = (data, time.monotonic() + ttl)
+        await self.publish(queue_channel(queue), data)
+        return data
+
+    async def read_queue_figures(self, queues: Sequence[str]) -> list[bytes | None]:
+        return _unexpired(self._figures, queues)
+
     async def read_states(self, contacts: Sequence[str]) -> list[bytes | None]:
-        now = time.monotonic()
-        out: list[bytes | None] = []
-        for contact in contacts:
-            entry = self._states.get(contact)
-            if entry is not None and entry[1] <= now:
-                del self._states[contact]
-                entry = None
-            out.append(None if entry is None else entry[0])
-        return out
+        return _unexpired(self._states, contacts)
 
     async def raise_floor(self, contact: str, floor: int) -> int:
         if self._seqs.get(contact, 0) >= floor:
@@ -106,3 +113,16 @@ class MemoryBackend(BusBackend):
 
     async def ping(self) -> None:
         return None
+
+
+def _unexpired(stored: dict[str, tuple[bytes, float]], keys: Sequence[str]) -> list[bytes | None]:
+    """What `stored` holds for `keys`, dropping entries whose time is up."""
+    now = time.monotonic()
+    out: list[bytes | None] = []
+    for key in keys:
+        entry = stored.get(key)
+        if entry is not None and entry[1] <= now:
+            del stored[key]
+            entry = None
+        out.append(None if entry is None else entry[0])
+    return out

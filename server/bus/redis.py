@@ -27,6 +27,8 @@ from server.bus.base import (
     contact_seq_key,
     contact_state_key,
     queue_channel,
+    queue_figures_key,
+    queue_figures_seq_key,
     queue_members_key,
 )
 from server.bus.redis_scripts import COMMIT, QUEUE_COMMIT, QUEUE_IN_STATE, RAISE_FLOOR
@@ -333,10 +335,36 @@ class RedisBackend(BusBackend):
             await self.publish(queue_channel(queue), msg)
         return int(seq)
 
+    async def commit_queue_figures(
+        self, queue: str, head: bytes, *, ttl: float, floor: int = 0
+    ) -> bytes:
+        # COMMIT without its member-set part: the figures' seq, state and the queue's channel
+        # share the queue's hash tag, so this is one slot on a cluster too.
+        ttl_ms = max(1, int(ttl * 1000))
+        args: list[bytes | str | int] = [
+            head,
+            ttl_ms,
+            queue_channel(queue),
+            "",
+            "0",
+            ttl_ms * 2 + 86_400_000,
+            "",
+            floor,
+            self._publish_command,
+        ]
+        keys = [queue_figures_seq_key(queue), queue_figures_key(queue)]
+        result: bytes = await self._call(self._commit(keys=keys, args=args))
+        return result
+
+    async def read_queue_figures(self, queues: Sequence[str]) -> list[bytes | None]:
+        return await self._mget([queue_figures_key(queue) for queue in queues])
+
     async def read_states(self, contacts: Sequence[str]) -> list[bytes | None]:
-        if not contacts:
+        return await self._mget([contact_state_key(contact) for contact in contacts])
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
             return []
-        keys = [contact_state_key(contact) for contact in contacts]
         result: list[bytes | None]
         if isinstance(self._client, RedisCluster):
             # One MGET per slot: the states of different contacts live in different slots.

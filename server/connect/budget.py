@@ -9,7 +9,9 @@ script on Redis' clock (server/connect/coordination.py), this module's local one
 from __future__ import annotations
 
 import abc
+import asyncio
 import math
+from collections.abc import Callable
 
 from server.bus import BusUnavailable
 from server.connect.coordination import BudgetName, Coordinator
@@ -120,5 +122,14 @@ class SharedBudget(Budget):
             return
 
     def rate(self, now: float) -> float:
-        shared = self._coordinator.shared_rate()
+        shared = self._coordinator.shared_rate(self._name)
         return self.configured_rate if shared is None else shared
+
+
+async def granted(budget: Budget, clock: Callable[[], float]) -> None:
+    """Wait until `budget` grants one request (for a loop with nothing else to do meanwhile)."""
+    while True:
+        wait = await budget.take(clock())
+        if not wait:
+            return
+        await asyncio.sleep(wait)

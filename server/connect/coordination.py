@@ -14,7 +14,8 @@ budget is the `PollScheduler`'s own token bucket.
   hashing because a lease is exclusive by construction: two replicas that briefly disagree on
   who is alive can still never both hold one contact (docs/architecture.md).
 - Budget: a token bucket with AIMD inside Redis (one Lua script), shared by every replica, one
-  for GetContactMetrics and one for DescribeContact.
+  per API quota (GetContactMetrics, DescribeContact, GetCurrentMetricData, ListQueues,
+  DescribeQueue).
 
 On a Redis Cluster every script and transaction touches one key (or one contact's keys, which
 share a hash tag); what spans slots (reading leases, reading every replica's interest) is a
@@ -42,7 +43,9 @@ from server.bus import Bus, BusUnavailable
 from server.bus.redis import RedisClient
 from server.events import ContactEvent
 
-BudgetName = Literal["metrics", "describe"]
+# One shared token bucket per Connect API quota: GetContactMetrics, DescribeContact,
+# GetCurrentMetricData, ListQueues, DescribeQueue.
+BudgetName = Literal["metrics", "describe", "current_metrics", "list_queues", "describe_queue"]
 
 REPLICAS_KEY = "qc:replicas"
 EXPLICIT_KEY = "qc:explicit"
@@ -133,7 +136,8 @@ class Coordinator(abc.ABC):
         """Hand everything over. Idempotent."""
         return None
 
-    def shared_rate(self) -> float | None:
+    def shared_rate(self, budget: BudgetName = "metrics") -> float | None:
+        """The shared rate of `budget` as last seen (None: not shared, or not used yet)."""
         return None
 
     def wanted_total(self) -> int | None:
@@ -223,6 +227,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+# Shared with the queue figures' leader lease (server/connect/figures_lead.py).
+RENEW_LEASE, RELEASE_LEASE = _RENEW, _RELEASE
 
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -486,8 +493,8 @@ class RedisCoordinator(Coordinator):
         await self._budget(budget, "throttle")
         return self._rates[budget]
 
-    def shared_rate(self) -> float | None:
-        return self._rates["metrics"]
+    def shared_rate(self, budget: BudgetName = "metrics") -> float | None:
+        return self._rates.get(budget)
 
     def wanted_total(self) -> int | None:
         return self._wanted_total

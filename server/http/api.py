@@ -128,6 +128,8 @@ async def status(request: Request) -> Response:
                 "lastError": runtime.bus.last_error,
             },
             "coordinationError": runtime.poller.coordination_error,
+            "queueFigures": runtime.figures.status(),
+            "queueNames": runtime.directory.status(),
             "sockets": len(runtime.gateway.sessions),
         }
     )

@@ -1,9 +1,11 @@
 """HTTP routes for queues: `GET /v1/queues` and `GET /v1/queues/{queueId}`.
 
-A queue's view is built from the bus alone (its member set and the members' stored states), so
-every replica answers the same for a queue it is asked about by id. The *list* of queues is
-the set this replica knows of: the queues of the contacts its poller tracks, plus any named in
-`?ids=`. Both need a `queues` token (for the queues it names) or a `service` token.
+A queue's view is built from the bus alone (its member set, the members' stored states and the
+queue's stored figures), so every replica answers the same for a queue it is asked about by
+id; its name comes from the queue directory. The *list* of queues is the set this replica
+knows of: the queues of the contacts its poller tracks, plus any named in `?ids=`; `names`
+adds every queue name the directory knows. Both need a `queues` token (for the queues it
+names) or a `service` token.
 A contact flow that routes to the least congested of some queues names them with
 `?ids=a,b,c` and reads `leastCongested`.
 """
@@ -11,7 +13,7 @@ A contact flow that routes to the least congested of some queues names them with
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +24,7 @@ from starlette.routing import Route
 from server.access.policy import authorize_request
 from server.browser.protocol import error_frame
 from server.bus import BusUnavailable
-from server.events import ContactEvent, as_snapshot, utc_iso, waiting_in
+from server.events import ContactEvent, QueueFiguresEvent, as_snapshot, utc_iso, waiting_in
 from server.ids import is_valid_queue_id
 from server.runtime import Runtime
 
@@ -35,15 +37,23 @@ class QueueView:
 
     queue: str
     contacts: tuple[ContactEvent, ...]
+    name: str | None = None
+    figures: QueueFiguresEvent | None = None  # Connect's own figures of the queue
 
     @classmethod
-    def of(cls, queue: str, states: Iterable[ContactEvent | None]) -> QueueView:
+    def of(
+        cls,
+        queue: str,
+        states: Iterable[ContactEvent | None],
+        name: str | None = None,
+        figures: QueueFiguresEvent | None = None,
+    ) -> QueueView:
         waiting = waiting_in(queue, states)
         # Position order; an unknown position sorts last, then by enqueue time and id.
         waiting.sort(
             key=lambda s: (s.position is None, s.position or 0, s.enqueued or "", s.contact)
         )
-        return cls(queue, tuple(waiting))
+        return cls(queue, tuple(waiting), name or (figures.name if figures else None), figures)
 
     def summary(self, now: datetime) -> dict[str, Any]:
         ewts = [c.ewt for c in self.contacts if c.ewt is not None]
@@ -55,12 +65,14 @@ class QueueView:
             longest = max(0, round((now - started).total_seconds()))
         return {
             "queue": self.queue,
+            "name": self.name,
             "waiting": len(self.contacts),
             "longestWait": longest,
             "oldestEnqueued": oldest,
             "ewtMin": min(ewts) if ewts else None,
             "ewtMax": max(ewts) if ewts else None,
             "stale": any(c.stale for c in self.contacts),
+            "figures": None if self.figures is None else self.figures.to_dict(),
         }
 
 
@@ -76,10 +88,18 @@ def least_congested(summaries: Sequence[dict[str, Any]]) -> str | None:
     return str(best["queue"])
 
 
-async def read_queue(runtime: Runtime, queue: str) -> QueueView:
+async def read_queue(runtime: Runtime, queue: str, now: datetime) -> QueueView:
     """The queue's view from the bus. Raises `BusUnavailable`."""
     members = await runtime.bus.queue_members(queue)
-    return QueueView.of(queue, await runtime.bus.read_states(members))
+    states = await runtime.bus.read_states(members)
+    [figures] = await runtime.bus.read_queue_figures([queue])
+    if figures is not None and not figures.stale:
+        # Stored figures outlive a reader that stopped (a leader that died): say so.
+        age = (now - datetime.fromisoformat(figures.at.replace("Z", "+00:00"))).total_seconds()
+        if age > runtime.figures.stale_after:
+            figures = replace(figures, stale=True)
+    instance = figures.instance if figures is not None else runtime.settings.instance_id
+    return QueueView.of(queue, states, runtime.directory.name(instance, queue), figures)
 
 
 def known_queues(runtime: Runtime) -> set[str]:
@@ -109,14 +129,16 @@ async def list_queues(request: Request) -> Response:
     queues = sorted(q for q in candidates if grant.allows_queue(q))[:MAX_LISTED_QUEUES]
     now = _now()
     try:
-        summaries = [(await read_queue(runtime, q)).summary(now) for q in queues]
+        summaries = [(await read_queue(runtime, q, now)).summary(now) for q in queues]
     except BusUnavailable:
         return _error(503, "unavailable", "the event bus is unreachable; retry")
+    names = runtime.directory.names(runtime.settings.instance_id)
     return JSONResponse(
         {
             "at": utc_iso(now.timestamp()),
             "queues": summaries,
             "leastCongested": least_congested(summaries),
+            "names": {q: n for q, n in sorted(names.items()) if grant.allows_queue(q)},
         }
     )
 
@@ -133,7 +155,7 @@ async def one_queue(request: Request) -> Response:
         return _error(403, "forbidden", "this token does not allow that queue")
     now = _now()
     try:
-        view = await read_queue(runtime, queue)
+        view = await read_queue(runtime, queue, now)
     except BusUnavailable:
         return _error(503, "unavailable", "the event bus is unreachable; retry")
     return JSONResponse(

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from server.bus import BusUnavailable, contact_channel, queue_channel
-from server.events import decode_event
+from server.events import QueueFiguresEvent, decode_event, encode_queue_head
 from tests.bus.conftest import Recorder, eventually, head
 
 CONTACT = "c-1"
@@ -304,3 +304,50 @@ async def test_close_is_idempotent_and_stops_reading(bus_harness) -> None:
     assert not bus.connected
     await bus.close()
     assert not bus.connected
+
+
+# -- a queue's figures -----------------------------------------------------------------------
+
+
+def figures_head(queue: str, waiting: int) -> bytes:
+    return encode_queue_head(
+        instance="i-1",
+        queue=queue,
+        name="Sales",
+        waiting=waiting,
+        oldest=30,
+        agents_available=1,
+        at="2024-05-01T12:00:00.000Z",
+        stale=False,
+    )
+
+
+async def test_queue_figures_are_stored_and_published_on_the_queue_channel(bus_harness) -> None:
+    async with bus_harness.bus() as bus:
+        listener = Recorder()
+        await bus.subscribe(queue_channel("q-1"), listener)
+        first = await bus.commit_queue_figures("q-1", figures_head("q-1", 3), ttl=60)
+        second = await bus.commit_queue_figures(
+            "q-1", figures_head("q-1", 2), ttl=60, floor=1_000_000
+        )
+        assert first == figures_head("q-1", 3) + b"1}"
+        assert second == figures_head("q-1", 2) + b"1000001}"  # above the floor
+        deliveries = await listener.wait_for(2)
+        assert all(isinstance(d.event, QueueFiguresEvent) for d in deliveries)
+        assert [d.event.waiting for d in deliveries] == [3, 2]
+        assert [d.text.encode() for d in deliveries] == [first, second]
+        [stored, missing] = await bus.read_queue_figures(["q-1", "q-2"])
+        assert stored is not None and stored.seq == 1_000_001 and stored.waiting == 2
+        assert missing is None
+        # The figures are no contact: the queue has no member, and no contact state reads them.
+        assert await bus.queue_members("q-1") == []
+
+
+async def test_queue_figures_and_members_share_the_queue_channel(bus_harness) -> None:
+    async with bus_harness.bus() as bus:
+        listener = Recorder()
+        await bus.subscribe(queue_channel("q-1"), listener)
+        await bus.commit(CONTACT, "q-1", head(CONTACT, queue="q-1"), ttl=60, ended=False)
+        await bus.commit_queue_figures("q-1", figures_head("q-1", 1), ttl=60)
+        deliveries = await listener.wait_for(2)
+        assert [type(d.event).__name__ for d in deliveries] == ["ContactEvent", "QueueFiguresEvent"]

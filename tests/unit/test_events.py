@@ -14,9 +14,12 @@ from hypothesis import strategies as st
 from server.events import (
     ContactEvent,
     EventDecodeError,
+    QueueFiguresEvent,
     as_snapshot,
     decode_event,
+    decode_message,
     encode_head,
+    seq_of,
     utc_iso,
     waiting_in,
 )
@@ -240,3 +243,68 @@ def test_utc_iso_parses_back_to_the_millisecond(timestamp: float) -> None:
         microsecond=datetime.fromtimestamp(timestamp, tz=UTC).microsecond // 1000 * 1000
     )
     assert parsed == expected
+
+
+# -- a queue's figures ---------------------------------------------------------------------
+
+FIGURES = QueueFiguresEvent(
+    instance="i-1",
+    queue="q-1",
+    name="Sales",
+    waiting=4,
+    oldest=95,
+    agents_available=2,
+    at="2024-05-01T12:00:00.000Z",
+    stale=False,
+    seq=1_714_564_800_123,
+)
+
+
+def test_queue_figures_encode_as_the_protocol_says_and_decode_back() -> None:
+    data = FIGURES.encode()
+    assert json.loads(data) == {
+        "type": "queue",
+        "instance": "i-1",
+        "queue": "q-1",
+        "name": "Sales",
+        "waiting": 4,
+        "oldest": 95,
+        "agentsAvailable": 2,
+        "at": "2024-05-01T12:00:00.000Z",
+        "stale": False,
+        "seq": 1_714_564_800_123,
+    }
+    assert data.endswith(b',"seq":1714564800123}')
+    assert FIGURES.to_dict() == json.loads(data)
+    assert decode_message(data) == FIGURES
+    assert seq_of(data) == FIGURES.seq
+
+
+def test_decode_message_tells_contacts_from_queues() -> None:
+    event = make_event()
+    assert decode_message(event.encode()) == event
+    assert isinstance(decode_message(FIGURES.encode()), QueueFiguresEvent)
+    # A contact's reader never takes a queue's figures for a contact's state.
+    with pytest.raises(EventDecodeError):
+        decode_event(FIGURES.encode())
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"queue": None},
+        {"waiting": -1},
+        {"waiting": "4"},
+        {"oldest": 1.5},
+        {"agentsAvailable": True},
+        {"name": 3},
+        {"stale": "no"},
+        {"seq": 0},
+        {"at": None},
+    ],
+    ids=repr,
+)
+def test_decode_rejects_bad_queue_figures(changes) -> None:
+    payload = {**FIGURES.to_dict(), **changes}
+    with pytest.raises(EventDecodeError):
+        decode_message(json.dumps(payload))

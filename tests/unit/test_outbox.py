@@ -147,3 +147,22 @@ def test_bounded_by_contacts_and_last_state_delivered(puts) -> None:
     sent = [decode_event(f) for f in drain(outbox)]
     assert {e.contact: e.seq for e in sent} == last
     assert len(sent) == len(last)
+
+
+def test_queue_figures_latest_per_queue_after_states_and_discardable() -> None:
+    outbox = Outbox()
+    outbox.put_figures("q-1", "figures 1 old")
+    assert outbox.put_figures("q-1", "figures 1 new") is True
+    assert outbox.put_figures("q-2", "figures 2") is False
+    outbox.put_event(make_event(contact="c-1"), "state")
+    outbox.put_control("pong")
+    assert len(outbox) == 4
+    assert [outbox.pop() for _ in range(4)] == ["pong", "state", "figures 1 new", "figures 2"]
+    assert outbox.pop() is None and not outbox
+    outbox.put_figures("q-1", "figures")
+    outbox.discard_figures("q-1")
+    outbox.discard_figures("q-unknown")
+    assert not outbox
+    outbox.put_figures("q-1", "figures")
+    outbox.clear()
+    assert outbox.pop() is None
