@@ -93,7 +93,8 @@ function showWidget(joined) {
   widget.setAttribute("callback-after", "600");
   widget.setAttribute("deflect-position", "8");
   widget.setAttribute("time-scale", String(demo?.speed || 1));
-  if (joined.token) widget.setAttribute("token", joined.token);
+  // The property, not the attribute: the token stays out of the DOM (docs/widget.md).
+  if (joined.token) widget.token = joined.token;
   for (const name of ["update", "ended", "callback-offer", "deflect", "token-expired", "error"]) {
     widget.addEventListener(`queue-status:${name}`, (event) => logEvent(name, event.detail));
   }
@@ -111,8 +112,8 @@ function embedCode(joined) {
     `<script type="module" src="${origin}/static/queue-status.js"></script>`,
     `<queue-status server="${ws}"`,
     `  contact="${joined.contactId}"`,
-    joined.token ? `  token="…"` : null,
     `  lang="${lang}" callback-after="600" deflect-position="8"></queue-status>`,
+    joined.token ? `<script>document.querySelector("queue-status").token = "…";</script>` : null,
   ].filter(Boolean).join("\n");
 }
 

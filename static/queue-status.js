@@ -332,6 +332,7 @@ export class QueueStatusElement extends HTMLElement {
     this._pongTimer = null;
     this._attempt = 0;
     this._connected = false;
+    this._token = null; // set through the `token` property: never in the DOM
     this._build();
     this._reset();
   }
@@ -347,6 +348,20 @@ export class QueueStatusElement extends HTMLElement {
       reason: s.reason, outcome: s.outcome, connection: s.connection, lang: this._texts().lang,
     });
   }
+
+  /**
+   * The access token, kept in memory: set it here rather than as the `token` attribute, so it
+   * is never in the DOM, where session-replay and analytics scripts record attributes. Setting
+   * a new one re-authenticates, as the attribute does. Reading it gives whether one is set.
+   */
+  get token() { return Boolean(this._token || this.getAttribute("token")); }
+  set token(value) {
+    const old = this._currentToken();
+    this._token = value || null;
+    this._tokenChanged(old, this._currentToken());
+  }
+
+  _currentToken() { return this._token || this.getAttribute("token"); }
 
   /** Host-supplied strings for this widget only (merged over the language's strings). */
   get strings() { return this._strings; }
@@ -381,20 +396,7 @@ export class QueueStatusElement extends HTMLElement {
     if (old === value) return;
     if (name === "lang") { this._textsCache = null; this._render(); return; }
     if (name === "token") {
-      if (this._started && this._s.status === "error") {
-        // Refused before (e.g. unauthorized): a new token is worth a new attempt.
-        this._s.status = this._s.seq ? "waiting" : "connecting";
-        this._s.reason = null;
-        this._attempt = 0;
-        this._render();
-        this._open();
-        return;
-      }
-      // A new token re-authenticates on the same socket (e.g. after `token-expired`).
-      if (value && this._ws && this._ws.readyState === WebSocket.OPEN) {
-        this._send({ op: "auth", token: value });
-        this._subscribe();
-      }
+      if (!this._token) this._tokenChanged(old, value);
       return;
     }
     if (name === "callback-after" || name === "deflect-position") return;
@@ -404,6 +406,24 @@ export class QueueStatusElement extends HTMLElement {
     this._reset();
     this._render();
     this._open();
+  }
+
+  _tokenChanged(old, value) {
+    if (old === value) return;
+    if (this._started && this._s.status === "error") {
+      // Refused before (e.g. unauthorized): a new token is worth a new attempt.
+      this._s.status = this._s.seq ? "waiting" : "connecting";
+      this._s.reason = null;
+      this._attempt = 0;
+      this._render();
+      this._open();
+      return;
+    }
+    // A new token re-authenticates on the same socket (e.g. after `token-expired`).
+    if (value && this._ws && this._ws.readyState === WebSocket.OPEN) {
+      this._send({ op: "auth", token: value });
+      this._subscribe();
+    }
   }
 
   // -- connection ----------------------------------------------------------------------------
@@ -424,7 +444,7 @@ export class QueueStatusElement extends HTMLElement {
     this._setConnection(this._s.connection === "idle" ? "connecting" : "reconnecting");
     ws.onopen = () => {
       if (ws !== this._ws) return;
-      const token = this.getAttribute("token");
+      const token = this._currentToken();
       if (token) this._send({ op: "auth", token });
       this._subscribe();
       this._schedulePing();

@@ -2,15 +2,52 @@
 //
 // URL parameters: queues=ID[:Name],…  (else every queue the service knows, refreshed),
 // tv=1 (big-screen mode), demo=1 (names and the simulated clock from the demo's /demo/queues),
-// server=wss://host (default: this page's host). A token goes in the fragment: #token=….
+// server=wss://host (default: this page's host).
+//
+// The token (a `queues` token) is asked for when the service wants one and kept in this tab's
+// sessionStorage, out of URLs, history and other tabs. A token in the fragment (#token=…,
+// for kiosks and iframes) is taken into sessionStorage and removed from the address at once;
+// the browser may still have recorded the first address in its history, so prefer the prompt.
 //
 // Each queue subscription sends a snapshot of every waiting contact, then updates and `ended`.
 // After every (re)connection the list is reconciled with GET /v1/queues/{id}, so contacts that
 // left while the socket was down do not linger. Rendering is batched per animation frame.
 
 const params = new URLSearchParams(location.search);
-const fragment = new URLSearchParams(location.hash.slice(1));
-const TOKEN = fragment.get("token") || null;
+const TOKEN_KEY = "queuecast.wallboard.token";
+
+function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY); } catch { return null; }
+}
+
+function storeToken(token) {
+  try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* private mode: memory only */ }
+}
+
+function takeToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const given = fragment.get("token");
+  if (!given) return storedToken();
+  storeToken(given);
+  fragment.delete("token");
+  const rest = fragment.toString();
+  history.replaceState(history.state, "", `${location.pathname}${location.search}${rest ? `#${rest}` : ""}`);
+  return given;
+}
+
+let TOKEN = takeToken();
+let asked = false;
+
+/** The service refused the token (or wants one): ask once per page, keep it for the tab. */
+function askForToken() {
+  if (asked) return false;
+  asked = true;
+  const given = window.prompt("This wallboard needs its access token (a queues token):");
+  if (!given || !given.trim()) return false;
+  TOKEN = given.trim();
+  storeToken(TOKEN);
+  return true;
+}
 const WS_BASE = (params.get("server") || `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}`).replace(/\/+$/, "");
 const HTTP_BASE = WS_BASE.replace(/^ws/, "http");
 const RECONNECT_BASE_MS = 500;
@@ -191,6 +228,11 @@ function authHeaders() {
 function onMessage(data) {
   let event;
   try { event = JSON.parse(data); } catch { return; }
+  if (event && event.type === "error" && (event.code === "unauthorized" || event.code === "token_expired")) {
+    // No token, a bad one, or an expired one: ask for one (once), then start again with it.
+    if (askForToken() && ws) ws.close();
+    return;
+  }
   if (!event || !["snapshot", "update", "ended"].includes(event.type)) return;
   for (const queue of queues.values()) {
     // A queue the contact belongs to now, or one that lists it (it moved or ended).

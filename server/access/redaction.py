@@ -10,9 +10,10 @@ the setting applies to every UUID.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 # A JWT is base64url segments whose header starts `{"` (eyJ). Partial ones count too: the
 # websockets library's DEBUG frame log elides the middle of long frames with `...`.
@@ -33,12 +34,38 @@ def _hashed_id(match: re.Match[str]) -> str:
     return "id:" + hashlib.sha256(match.group().lower().encode()).hexdigest()[:12]
 
 
+# How a formatter may have written a secret: JSON (ASCII-only, as the JSON formatter and the
+# text formatter's extras write, or not), or a Python repr (tracebacks, `%r`), once or twice
+# over (a JSON string holding JSON, a repr inside a JSON line).
+_ESCAPES: tuple[Callable[[str], str], ...] = (
+    lambda text: json.dumps(text)[1:-1],
+    lambda text: json.dumps(text, ensure_ascii=False)[1:-1],
+    lambda text: repr(text)[1:-1],
+)
+_ESCAPE_DEPTH = 2
+
+
+def written_forms(secret: str) -> set[str]:
+    """`secret` as it is, and as every formatter may have escaped it (up to twice)."""
+    forms = {secret}
+    latest = {secret}
+    for _ in range(_ESCAPE_DEPTH):
+        latest = {escape(form) for form in latest for escape in _ESCAPES} - forms
+        forms |= latest
+    return forms
+
+
 class Redactor:
-    """Rewrites text: JWTs and the given secrets always; ids per `contact_ids`."""
+    """Rewrites text: JWTs and the given secrets always; ids per `contact_ids`.
+
+    The text is a formatted line, so a secret may be in it escaped (a `"` as `\\"`, `é` as
+    `\\u00e9`): each secret is looked for in every form a formatter may have written it.
+    """
 
     def __init__(self, secrets: Iterable[str] = (), contact_ids: str = "full") -> None:
-        # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        forms = {form for secret in secrets if secret for form in written_forms(secret)}
+        # Longest first, so a secret (or a form) containing another is replaced whole.
+        self._secrets = sorted(forms, key=len, reverse=True)
         self._contact_ids = contact_ids
 
     def __call__(self, text: str) -> str:

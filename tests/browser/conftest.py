@@ -164,12 +164,21 @@ class MountedWidget:
 
 
 async def mount_widget(
-    page: Page, service: ServiceHandle, contact: str, **attributes: str
+    page: Page,
+    service: ServiceHandle,
+    contact: str,
+    *,
+    token_property: bool = False,
+    **attributes: str,
 ) -> MountedWidget:
     """Open a page of the service's origin (under its strict CSP) and put a widget in it.
 
     The page's own markup is written by the test, and listeners are added through the
     DevTools protocol (exempt from CSP); the widget's script is the service's own.
+
+    Args:
+        token_property: give the token through the `token` property (never in the DOM)
+            instead of the attribute.
     """
     await page.goto(f"{service.url}/healthz")
     await page.set_content(
@@ -188,8 +197,9 @@ async def mount_widget(
         "token": mint_test_token("contact", contact=contact),
         **attributes,
     }
+    token = attributes.pop("token") if token_property else None
     await page.evaluate(
-        """([names, attributes]) => {
+        """([names, attributes, token]) => {
           window.__events = [];
           for (const name of names) {
             document.addEventListener(`queue-status:${name}`, (event) =>
@@ -197,9 +207,10 @@ async def mount_widget(
           }
           const widget = document.createElement('queue-status');
           for (const [key, value] of Object.entries(attributes)) widget.setAttribute(key, value);
+          if (token) widget.token = token;
           document.getElementById('host').append(widget);
         }""",
-        [list(EVENT_NAMES), attributes],
+        [list(EVENT_NAMES), attributes, token],
     )
     return MountedWidget(page, contact)
 
