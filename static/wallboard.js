@@ -1,6 +1,7 @@
 // The agent wallboard: one panel per queue, live over queuecast's WebSocket.
 //
-// URL parameters: queues=ID[:Name],…  (else every queue the service knows, refreshed),
+// URL parameters: queues=ID[:Name],…  (else the queues the service knows to have contacts,
+// refreshed; the instance's other queues, by their Connect names, are offered under "Queues"),
 // tv=1 (big-screen mode), demo=1 (names and the simulated clock from the demo's /demo/queues),
 // server=wss://host (default: this page's host).
 //
@@ -9,9 +10,11 @@
 // for kiosks and iframes) is taken into sessionStorage and removed from the address at once;
 // the browser may still have recorded the first address in its history, so prefer the prompt.
 //
-// Each queue subscription sends a snapshot of every waiting contact, then updates and `ended`.
-// After every (re)connection the list is reconciled with GET /v1/queues/{id}, so contacts that
-// left while the socket was down do not linger. Rendering is batched per animation frame.
+// Each queue subscription sends a snapshot of every waiting contact, then updates and `ended`,
+// and the queue's own figures from Amazon Connect (`queue` events: name, waiting, oldest wait,
+// agents available). After every (re)connection the list is reconciled with
+// GET /v1/queues/{id}, so contacts that left while the socket was down do not linger.
+// Rendering is batched per animation frame. Messages of a type it does not know are ignored.
 
 const params = new URLSearchParams(location.search);
 const TOKEN_KEY = "queuecast.wallboard.token";
@@ -53,10 +56,13 @@ const HTTP_BASE = WS_BASE.replace(/^ws/, "http");
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 15000;
 const LEAVE_MS = 700;
+const ENDED_MS = 2800; // a row whose end reason is known shows it this long before it goes
+const FIGURES_STALE_MS = 30000; // no figures for this long (or 3 gaps between them): stale
 const TREND_SAMPLE_MS = 5000;
 const TREND_WINDOW = 60; // samples: 5 minutes
 const FLIP_MAX_ROWS = 80;
 const STORAGE_KEY = "queuecast.wallboard.hidden";
+const SHOWN_KEY = "queuecast.wallboard.shown"; // queues the user chose that list no contacts
 const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)");
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -79,20 +85,35 @@ function duration(seconds) {
 }
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 const shortId = (id) => id.slice(0, 8);
+// How a wait ended, when the service knows (contact events say connected or disconnected).
+const OUTCOMES = {
+  connected_to_agent: ["answered", "Answered"],
+  disconnected: ["hung-up", "Hung up"],
+  left_queue: ["left", "Left queue"],
+  transferred: ["moved", "Transferred"],
+};
+const outcomeOf = (reason) => OUTCOMES[reason] || ["left", "Left"];
 
 // ---- model ---------------------------------------------------------------------------------
 /** @type {Map<string, Queue>} */
 const queues = new Map();
 const hidden = new Set(JSON.parse(localStorage.getItem(STORAGE_KEY) || "[]"));
+const shown = new Set(JSON.parse(localStorage.getItem(SHOWN_KEY) || "[]"));
 const fixedQueues = (params.get("queues") || "").split(",").map((p) => p.trim()).filter(Boolean);
 
 class Queue {
   constructor(id, name) {
     this.id = id;
-    this.name = name || null;
+    this.name = name || null; // given in the URL (or by the demo): it wins
+    this.connectName = null; // as Amazon Connect names it
+    this.listed = false; // shown unless hidden: it has contacts, or was asked for by the URL
     this.contacts = new Map(); // contact -> event
     this.leaving = new Map(); // contact -> timeout
     this.endedSeq = new Map(); // contact -> seq of its `ended`
+    this.endings = new Map(); // contact -> why it left (an `ended` reason, or "transferred")
+    this.figures = null; // the latest `queue` event
+    this.figuresAt = 0; // performance.now() when it came
+    this.figuresGap = 0; // ms between the last two
     this.seenSinceSync = null;
     this.history = [];
     this.panel = null;
@@ -101,7 +122,29 @@ class Queue {
   }
 
   get label() {
-    return this.name || `Queue ${shortId(this.id)}`;
+    return this.name || this.connectName || `Queue ${shortId(this.id)}`;
+  }
+
+  /** Connect's figures; returns whether anything shown changed. */
+  applyFigures(event) {
+    const known = this.figures;
+    if (known && (event.seq < known.seq || (event.seq === known.seq && event.stale === known.stale))) return false;
+    const arrived = performance.now();
+    if (known) this.figuresGap = arrived - this.figuresAt;
+    this.figures = event;
+    this.figuresAt = arrived;
+    if (event.name && event.name !== this.connectName) {
+      this.connectName = event.name;
+      relabel(this);
+    }
+    return true;
+  }
+
+  /** The figures, unless none came for a while (`stale` says the service could not read). */
+  get figuresStale() {
+    if (!this.figures) return true;
+    const limit = Math.max(FIGURES_STALE_MS, 3 * this.figuresGap);
+    return this.figures.stale || performance.now() - this.figuresAt > limit;
   }
 
   apply(event) {
@@ -112,6 +155,7 @@ class Queue {
     if (this.seenSinceSync) this.seenSinceSync.add(event.contact);
     if (event.type === "ended" || event.queue !== this.id) {
       this.endedSeq.set(event.contact, event.seq);
+      if (known) this.endings.set(event.contact, event.type === "ended" ? event.reason : "transferred");
       if (known) this.contacts.delete(event.contact);
       return Boolean(known);
     }
@@ -139,21 +183,31 @@ class Queue {
   }
 }
 
-function ensureQueue(id, name) {
+function ensureQueue(id, name, { listed = true, connectName = null } = {}) {
   let queue = queues.get(id);
   if (!queue) {
     queue = new Queue(id, name);
     queues.set(id, queue);
-    renderChoices();
   } else if (name && !queue.name) {
     queue.name = name;
-    if (queue.panel) $(".panel-title", queue.panel).textContent = queue.label;
-    renderChoices();
   }
+  if (connectName) queue.connectName = connectName;
+  queue.listed ||= listed;
+  relabel(queue);
   return queue;
 }
 
-const visibleQueues = () => [...queues.values()].filter((q) => !hidden.has(q.id));
+/** The queue's name changed: its panel, its table's caption and its choice say so. */
+function relabel(queue) {
+  if (queue.panel) {
+    $(".panel-title", queue.panel).textContent = queue.label;
+    $("caption", queue.panel).textContent = `Waiting contacts in ${queue.label}, by position`;
+  }
+  renderChoices();
+}
+
+const isShown = (queue) => !hidden.has(queue.id) && (queue.listed || shown.has(queue.id));
+const visibleQueues = () => [...queues.values()].filter(isShown);
 
 // ---- connection ----------------------------------------------------------------------------
 let ws = null;
@@ -196,7 +250,7 @@ function send(message) {
 function syncSubscriptions() {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   for (const queue of queues.values()) {
-    const wanted = !hidden.has(queue.id);
+    const wanted = isShown(queue);
     if (wanted && !queue.subscribed) {
       queue.subscribed = true;
       queue.seenSinceSync = new Set();
@@ -215,6 +269,11 @@ async function loadQueue(queue) {
     if (!response.ok) return;
     const body = await response.json();
     queue.reconcile(body.contacts || []);
+    if (body.name && body.name !== queue.connectName) {
+      queue.connectName = body.name;
+      relabel(queue);
+    }
+    if (body.figures) queue.applyFigures(body.figures);
     markDirty(queue);
   } catch {
     // The socket's own reconnect will try again.
@@ -233,7 +292,13 @@ function onMessage(data) {
     if (askForToken() && ws) ws.close();
     return;
   }
-  if (!event || !["snapshot", "update", "ended"].includes(event.type)) return;
+  if (!event) return;
+  if (event.type === "queue") {
+    const queue = queues.get(event.queue);
+    if (queue && queue.applyFigures(event)) markDirty(queue);
+    return;
+  }
+  if (!["snapshot", "update", "ended"].includes(event.type)) return;
   for (const queue of queues.values()) {
     // A queue the contact belongs to now, or one that lists it (it moved or ended).
     if (queue.id === event.queue || queue.contacts.has(event.contact)) {
@@ -266,7 +331,9 @@ async function discover() {
     const response = await fetch(`${HTTP_BASE}/v1/queues`, { headers: authHeaders() });
     if (response.ok) {
       const body = await response.json();
-      for (const summary of body.queues || []) ensureQueue(summary.queue);
+      for (const summary of body.queues || []) ensureQueue(summary.queue, null, { connectName: summary.name });
+      // The instance's other queues: offered under "Queues", shown once picked.
+      for (const [id, name] of Object.entries(body.names || {})) ensureQueue(id, null, { listed: false, connectName: name });
     }
   } catch {
     // Offline: the banner says so.
@@ -312,21 +379,21 @@ function flush() {
 
 function renderPanels() {
   const main = $("#panels");
-  const shown = visibleQueues();
+  const visible = visibleQueues();
   for (const queue of queues.values()) {
-    if (hidden.has(queue.id)) {
+    if (!isShown(queue)) {
       queue.panel?.remove();
       continue;
     }
     if (!queue.panel) createPanel(queue);
   }
-  const order = shown.map((q) => q.panel);
+  const order = visible.map((q) => q.panel);
   order.forEach((panel, index) => {
     if (main.children[index] !== panel) main.insertBefore(panel, main.children[index] || null);
   });
-  $("#no-queues").hidden = shown.length > 0;
-  main.dataset.count = String(shown.length);
-  for (const queue of shown) renderQueue(queue, new Set());
+  $("#no-queues").hidden = visible.length > 0;
+  main.dataset.count = String(visible.length);
+  for (const queue of visible) renderQueue(queue, new Set());
 }
 
 function createPanel(queue) {
@@ -351,16 +418,23 @@ function renderQueue(queue, changed) {
   const animate = !reducedMotion.matches && sorted.length <= FLIP_MAX_ROWS;
   const before = animate ? new Map([...queue.rows].map(([c, row]) => [c, row.getBoundingClientRect().top])) : null;
 
-  // Rows of contacts that left fade out, then go.
+  // Rows of contacts that left fade out, then go; one whose end reason is known says it first.
   for (const [contact, row] of queue.rows) {
     if (!queue.contacts.has(contact) && !queue.leaving.has(contact)) {
+      const reason = queue.endings.get(contact);
+      queue.endings.delete(contact);
+      let delay = reducedMotion.matches ? 0 : LEAVE_MS;
+      if (reason !== undefined) {
+        showOutcome(row, reason);
+        delay = ENDED_MS;
+      }
       row.classList.add("leaving");
       row.setAttribute("aria-hidden", "true");
       queue.leaving.set(contact, setTimeout(() => {
         row.remove();
         queue.rows.delete(contact);
         queue.leaving.delete(contact);
-      }, reducedMotion.matches ? 0 : LEAVE_MS));
+      }, delay));
     }
   }
 
@@ -402,6 +476,18 @@ function createRow(event) {
     cell.className = `col-${name}${name === "contact" ? "" : " num"}`;
     row.append(cell);
   }
+  // The position, and a subtle mark when it was inferred rather than read for this contact.
+  const number = document.createElement("span");
+  number.className = "pos";
+  const mark = document.createElement("span");
+  mark.className = "basis-mark";
+  mark.textContent = "≈";
+  mark.title = "Inferred from contact events or other contacts' reads";
+  mark.setAttribute("aria-hidden", "true");
+  const basis = document.createElement("span");
+  basis.className = "basis-text sr-only";
+  basis.textContent = " (inferred)";
+  row.children[0].append(number, mark, basis);
   const contact = row.children[1];
   const code = document.createElement("code");
   code.textContent = shortId(event.contact);
@@ -409,7 +495,9 @@ function createRow(event) {
   const tag = document.createElement("span");
   tag.className = "tag";
   tag.textContent = "stale";
-  contact.append(code, tag);
+  const outcome = document.createElement("span");
+  outcome.className = "outcome";
+  contact.append(code, tag, outcome);
   if (highlighted.has(event.contact)) row.classList.add("you");
   row.addEventListener("animationend", () => row.classList.remove("entering", "changed"));
   return row;
@@ -426,8 +514,9 @@ function fillRow(row, event, flash) {
   row.dataset.position = String(event.position ?? "");
   row.dataset.ewt = String(event.ewt ?? "");
   row.dataset.enqueued = event.enqueued || "";
+  row.dataset.basis = event.basis || "";
   row.classList.toggle("stale", Boolean(event.stale));
-  setText(position, String(event.position ?? "–"));
+  setText(position.firstElementChild, String(event.position ?? "–"));
   setText(ewt, duration(event.ewt));
   setText(inQueue, event.enqueued ? duration((now() - Date.parse(event.enqueued)) / 1000) : "–");
   setText(since, event.enqueued ? timeFormat.format(new Date(event.enqueued)) : "–");
@@ -444,37 +533,70 @@ function fillRow(row, event, flash) {
   }
 }
 
+/** A leaving row says how the wait ended: answered, hung up, left the queue, transferred. */
+function showOutcome(row, reason) {
+  const [kind, text] = outcomeOf(reason);
+  row.dataset.ended = reason || "";
+  row.classList.add("ended", `ended-${kind}`);
+  row.querySelector(".outcome").textContent = text;
+}
+
 /** Set a text only when it differs: an unchanged write still invalidates layout. */
 function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
+/** Waiting contacts: Connect's count while its figures are current, else the listed ones. */
+function waitingOf(queue) {
+  return queue.figures && !queue.figuresStale ? queue.figures.waiting : queue.contacts.size;
+}
+
 function renderStats(queue, sorted = queue.sorted()) {
   const panel = queue.panel;
-  const set = (name, text) => { $(`[data-stat="${name}"]`, panel).textContent = text; };
-  const current = now();
+  const set = (name, text) => setText($(`[data-stat="${name}"]`, panel), text);
   const ewts = sorted.map((e) => e.ewt).filter((e) => e != null);
-  const enqueued = sorted.map((e) => Date.parse(e.enqueued)).filter(Number.isFinite);
-  set("waiting", String(sorted.length));
-  set("longest", enqueued.length ? duration((current - Math.min(...enqueued)) / 1000) : "–");
+  const listed = sorted.length;
+  const figures = queue.figures;
+  const stale = Boolean(figures) && queue.figuresStale;
+  let waiting = listed;
+  let oldest = null;
+  if (figures) {
+    // Connect's own figures count every caller, tracked or not; the oldest wait counts on
+    // from when they came until the next ones (not while they are stale).
+    waiting = figures.waiting;
+    const since = stale ? 0 : ((performance.now() - queue.figuresAt) / 1000) * clock.speed;
+    oldest = figures.waiting ? figures.oldest + since : null;
+  } else {
+    const enqueued = sorted.map((e) => Date.parse(e.enqueued)).filter(Number.isFinite);
+    oldest = enqueued.length ? (now() - Math.min(...enqueued)) / 1000 : null;
+  }
+  set("waiting", String(waiting));
+  set("listed", figures && waiting !== listed ? `${listed} listed` : "");
+  set("oldest", duration(oldest));
+  set("agents", figures ? String(figures.agentsAvailable) : "–");
   set("ewt-max", ewts.length ? duration(Math.max(...ewts)) : "–");
-  panel.classList.toggle("is-empty", sorted.length === 0);
-  panel.dataset.waiting = String(sorted.length);
+  set("figures-state", stale ? `Figures not updated since ${timeFormat.format(new Date(figures.at))}` : "");
+  set("empty", waiting > 0 ? `${waiting} waiting; none of them is tracked yet.` : "Nobody is waiting.");
+  panel.classList.toggle("figures-stale", stale);
+  panel.classList.toggle("is-empty", listed === 0);
+  panel.dataset.waiting = String(waiting);
+  panel.dataset.listed = String(listed);
   renderTrend(queue);
 }
 
 function sampleTrends() {
   for (const queue of queues.values()) {
-    queue.history.push(queue.contacts.size);
+    queue.history.push(waitingOf(queue));
     if (queue.history.length > TREND_WINDOW) queue.history.shift();
     if (queue.panel) renderTrend(queue);
   }
 }
 
 function renderTrend(queue) {
-  const history = [...queue.history, queue.contacts.size];
+  const waiting = waitingOf(queue);
+  const history = [...queue.history, waiting];
   const reference = history[Math.max(0, history.length - 13)]; // about a minute ago
-  const delta = queue.contacts.size - reference;
+  const delta = waiting - reference;
   const trend = $('[data-stat="trend"]', queue.panel);
   trend.textContent = delta > 0 ? `▲ ${delta}` : delta < 0 ? `▼ ${-delta}` : "▬ 0";
   trend.dataset.direction = delta > 0 ? "up" : delta < 0 ? "down" : "flat";
@@ -513,18 +635,28 @@ function renderChoices() {
       input.type = "checkbox";
       input.value = queue.id;
       input.addEventListener("change", () => {
-        if (input.checked) hidden.delete(queue.id);
-        else hidden.add(queue.id);
-        localStorage.setItem(STORAGE_KEY, JSON.stringify([...hidden]));
+        if (input.checked) {
+          hidden.delete(queue.id);
+          if (!queue.listed) shown.add(queue.id);
+        } else {
+          hidden.add(queue.id);
+          shown.delete(queue.id);
+        }
+        saveChoices();
         renderPanels();
         syncSubscriptions();
       });
       label.append(input, document.createElement("span"));
       fieldset.append(label);
     }
-    input.checked = !hidden.has(queue.id);
+    input.checked = isShown(queue);
     input.nextElementSibling.textContent = queue.label;
   }
+}
+
+function saveChoices() {
+  localStorage.setItem(STORAGE_KEY, JSON.stringify([...hidden]));
+  localStorage.setItem(SHOWN_KEY, JSON.stringify([...shown]));
 }
 
 function setTv(on) {
@@ -543,6 +675,8 @@ function setupControls() {
     const id = input.value.trim();
     if (!id) return;
     hidden.delete(id);
+    shown.add(id);
+    saveChoices();
     ensureQueue(id);
     input.value = "";
     renderPanels();
