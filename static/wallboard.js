@@ -476,18 +476,8 @@ function createRow(event) {
     cell.className = `col-${name}${name === "contact" ? "" : " num"}`;
     row.append(cell);
   }
-  // The position, and a subtle mark when it was inferred rather than read for this contact.
-  const number = document.createElement("span");
-  number.className = "pos";
-  const mark = document.createElement("span");
-  mark.className = "basis-mark";
-  mark.textContent = "≈";
-  mark.title = "Inferred from contact events or other contacts' reads";
-  mark.setAttribute("aria-hidden", "true");
-  const basis = document.createElement("span");
-  basis.className = "basis-text sr-only";
-  basis.textContent = " (inferred)";
-  row.children[0].append(number, mark, basis);
+  // An inferred position's mark is the cell's ::after (wallboard.css), with alternative text
+  // for assistive tech: no extra nodes in rows that can number 500.
   const contact = row.children[1];
   const code = document.createElement("code");
   code.textContent = shortId(event.contact);
@@ -495,9 +485,7 @@ function createRow(event) {
   const tag = document.createElement("span");
   tag.className = "tag";
   tag.textContent = "stale";
-  const outcome = document.createElement("span");
-  outcome.className = "outcome";
-  contact.append(code, tag, outcome);
+  contact.append(code, tag);
   if (highlighted.has(event.contact)) row.classList.add("you");
   row.addEventListener("animationend", () => row.classList.remove("entering", "changed"));
   return row;
@@ -516,7 +504,7 @@ function fillRow(row, event, flash) {
   row.dataset.enqueued = event.enqueued || "";
   row.dataset.basis = event.basis || "";
   row.classList.toggle("stale", Boolean(event.stale));
-  setText(position.firstElementChild, String(event.position ?? "–"));
+  setText(position, String(event.position ?? "–"));
   setText(ewt, duration(event.ewt));
   setText(inQueue, event.enqueued ? duration((now() - Date.parse(event.enqueued)) / 1000) : "–");
   setText(since, event.enqueued ? timeFormat.format(new Date(event.enqueued)) : "–");
@@ -538,7 +526,10 @@ function showOutcome(row, reason) {
   const [kind, text] = outcomeOf(reason);
   row.dataset.ended = reason || "";
   row.classList.add("ended", `ended-${kind}`);
-  row.querySelector(".outcome").textContent = text;
+  const outcome = document.createElement("span");
+  outcome.className = "outcome";
+  outcome.textContent = text;
+  row.children[1].append(outcome);
 }
 
 /** Set a text only when it differs: an unchanged write still invalidates layout. */
