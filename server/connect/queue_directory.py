@@ -141,17 +141,27 @@ class QueueDirectory(AsyncCloseable):
 
     async def _run(self) -> None:
         while True:
-            for instance, due in list(self._listing_due.items()):
-                if self._clock() >= due:
-                    await self._list(instance)
-            if self._pending and self._clock() >= self._describe_after:
-                await self._describe_pending()
+            try:
+                await self._learn_due()
+            except Exception:
+                # A bug must not end the learning for good: logged with its traceback, retried.
+                log.exception("learning queue names failed")
+                self.last_error = "internal error (see the log)"
+                await asyncio.sleep(self._describe_retry.next_delay())
+                continue
             self._wake.clear()
             # Not `wait_for`: on Python 3.11 it swallows a cancellation that arrives as the
             # event is set, and `close` would wait forever.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._until_next(self._clock())):
                     await self._wake.wait()
+
+    async def _learn_due(self) -> None:
+        for instance, due in list(self._listing_due.items()):
+            if self._clock() >= due:
+                await self._list(instance)
+        if self._pending and self._clock() >= self._describe_after:
+            await self._describe_pending()
 
     def _until_next(self, now: float) -> float:
         due = min(self._listing_due.values(), default=now + IDLE_WAKE)

@@ -187,9 +187,16 @@ class QueueFiguresPoller(AsyncCloseable):
 
     async def _run(self) -> None:
         while True:
-            everyone = await self._coordinate()
-            if everyone is not None:
-                await self._round(everyone)
+            try:
+                everyone = await self._coordinate()
+                if everyone is not None:
+                    await self._round(everyone)
+            except Exception:
+                # A bug must not end the figures for good: logged with its traceback, retried.
+                log.exception("queue figures round failed")
+                self.last_error = "internal error (see the log)"
+                await asyncio.sleep(self.interval + self._retry.next_delay())
+                continue
             await asyncio.sleep(self._wake_every)
 
     async def _coordinate(self) -> dict[str, str] | None:

@@ -229,3 +229,17 @@ async def test_another_instance_is_listed_once_asked_about() -> None:
         await eventually(lambda: names.name(other, SALES) == "Sales")
         assert ("ListQueues", other) in connect.calls
         assert names.name(None, SALES) is None
+
+
+async def test_an_unexpected_error_is_logged_and_the_learning_goes_on(caplog) -> None:
+    class Broken(FakeConnect):
+        async def list_queues(self, instance: str) -> QueuesResult:
+            if not self.calls:
+                self.calls.append(("ListQueues", instance))
+                raise RuntimeError("a bug")
+            return await super().list_queues(instance)
+
+    connect = Broken({SALES: "Sales"})
+    async with directory(connect) as names:
+        await eventually(lambda: names.names(INSTANCE) == {SALES: "Sales"})
+    assert "learning queue names failed" in caplog.text

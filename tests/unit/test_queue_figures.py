@@ -264,3 +264,29 @@ def test_wanted_queues_come_from_the_book_the_contacts_and_the_sockets() -> None
     assert wanted == {"q-book": "i-book", "q-polled": "i-poll", "q-watched": "i-default"}
     # Without a default instance a watched queue cannot be asked about.
     assert "q-watched" not in queues_wanted(book, [], ["q-watched"], None)
+
+
+async def test_an_unexpected_error_is_logged_and_the_reading_goes_on(bus, caplog) -> None:
+    connect = FakeConnect()
+    calls = 0
+
+    def wanted() -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return {SALES: INSTANCE}
+
+    heard = await listen(bus, SALES)
+    figures = QueueFiguresPoller(
+        connect,
+        bus,
+        LocalFiguresLead(),
+        LocalBudget(1000.0, 8, time.monotonic()),
+        wanted=wanted,
+        interval=0.05,
+        wake_every=0.02,
+    )
+    async with figures:
+        await eventually(lambda: heard.of(SALES))
+    assert "queue figures round failed" in caplog.text
