@@ -9,17 +9,25 @@ from typing import Any
 
 log = logging.getLogger("queuecast")
 
+RECANCEL_AFTER_S = 1.0
+
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """Cancel a task this object owns and wait until it has finished.
 
     The task's own cancellation is expected and absorbed; the caller's is not (if the caller
-    is being cancelled while it waits, that CancelledError propagates). A task that had
+    is being cancelled while it waits, that CancelledError propagates). A task still running a
+    second after is cancelled again (see below). A task that had
     failed is logged with its traceback rather than lost.
     """
     if task is None:
         return
     task.cancel()
+    # Python 3.11's asyncio.wait_for (which libraries such as redis-py use for every send)
+    # loses a cancellation that arrives as the awaited operation finishes; the task then runs
+    # on as if never cancelled. So ask again until it ends.
+    while not (await asyncio.wait([task], timeout=RECANCEL_AFTER_S))[0]:
+        task.cancel()
     try:
         await task
     except asyncio.CancelledError:

@@ -36,12 +36,17 @@ from server.bus.redis_cluster import cluster_client, is_cluster_url
 from server.connect.budget import Budget, LocalBudget, SharedBudget
 from server.connect.client import ConnectClient
 from server.connect.coordination import BudgetName, RedisCoordinator
+from server.connect.event_feed import ContactEventFeed
+from server.connect.event_ingest import ContactEventIngest
+from server.connect.event_log import ContactEventLog, MemoryContactEventLog
+from server.connect.event_log_redis import RedisContactEventLog
 from server.connect.figures_lead import LocalFiguresLead, RedisFiguresLead
 from server.connect.poller import ContactPoller, PollerConfig
 from server.connect.queue_directory import QueueDirectory
 from server.connect.queue_figures import QueueFiguresPoller, queues_wanted
 from server.connect.queue_names import LocalNameStore, RedisNameStore
 from server.http import api as http_api
+from server.http import events as http_events
 from server.http import queues
 from server.http.static_assets import static_directory
 from server.runtime import Runtime
@@ -238,6 +243,13 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
             poller = await stack.enter_async_context(
                 ContactPoller(poller_config(settings), connect, bus, coordinator)
             )
+            # Every replica applies every contact event, whichever replica took it.
+            event_log: ContactEventLog = (
+                MemoryContactEventLog() if client is None else RedisContactEventLog(client)
+            )
+            feed = await stack.enter_async_context(
+                ContactEventFeed(event_log, poller.apply_contact_event)
+            )
             gateway = Gateway(
                 GatewayConfig(
                     default_instance=settings.instance_id,
@@ -270,7 +282,17 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                     coordinator=coordinator,
                 )
             )
-            runtime = Runtime(settings, bus, connect, poller, gateway, directory, figures)
+            runtime = Runtime(
+                settings,
+                bus,
+                connect,
+                poller,
+                gateway,
+                directory,
+                figures,
+                ContactEventIngest(event_log, settings.instance_id),
+                feed,
+            )
             stack.push_async_callback(runtime.drain)
             app.state.runtime = runtime
             log.info("queuecast ready", extra={"settings": settings.redacted()})
@@ -285,6 +307,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
         # Served by `QueuecastApp.__call__`; the route still serves it under a root path.
         WebSocketRoute(WEBSOCKET_PATH, _websocket_endpoint),
         *http_api.routes,
+        *http_events.routes,
         *queues.routes,
         Route("/", home, methods=["GET"]),
         Mount("/static", StaticFiles(directory=static_dir), name="static"),

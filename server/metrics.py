@@ -66,3 +66,9 @@ CONTACT_EVENTS_APPLIED = Counter(
     "Amazon Connect contact events applied to the queue book, by type.",
     ["type"],
 )
+CONTACT_EVENTS = Counter(
+    "queuecast_contact_events_total",
+    "POST /v1/events: envelopes accepted, duplicate or ignored; whole requests malformed, "
+    "too_large, unauthorized or unavailable (answered 503).",
+    ["outcome"],
+)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from server.browser.gateway import Gateway
 from server.bus import Bus
 from server.connect.client import ConnectClient
+from server.connect.event_feed import ContactEventFeed
+from server.connect.event_ingest import ContactEventIngest
 from server.connect.poller import ContactPoller
 from server.connect.queue_directory import QueueDirectory
 from server.connect.queue_figures import QueueFiguresPoller
@@ -22,8 +24,12 @@ class Runtime:
     gateway: Gateway
     directory: QueueDirectory
     figures: QueueFiguresPoller
+    contact_events: ContactEventIngest
+    contact_event_feed: ContactEventFeed
 
     async def drain(self) -> None:
-        """Stop polling, then close every socket with 1001 (SIGTERM's first step)."""
+        """Stop applying contact events and polling, then close every socket with 1001
+        (SIGTERM's first step)."""
+        await self.contact_event_feed.close()
         await self.poller.close()
         await self.gateway.drain()

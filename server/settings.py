@@ -367,6 +367,21 @@ class Settings:
         "allowed_origins).",
         _optional_str,
     )
+    # -- contact events --------------------------------------------------------------------
+    events_key: str | None = _option(
+        None,
+        "API key (16+ characters) that `POST /v1/events` takes in the `X-Queuecast-Events-Key` "
+        "header: the key of the EventBridge connection (API-key authorization) of the API "
+        "destination. A `service` token is accepted too. Prefer the environment variable or "
+        "--events-key-file to the flag.",
+        _optional_str,
+        secret=True,
+    )
+    events_key_file: str | None = _option(
+        None,
+        "Read the events API key from this file (surrounding whitespace ignored).",
+        _optional_str,
+    )
 
     # -- sources -------------------------------------------------------------------------
 

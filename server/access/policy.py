@@ -7,8 +7,9 @@ The WebSocket side of the same policy lives in `server.browser.gateway`.
 from __future__ import annotations
 
 import functools
+import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,6 +44,7 @@ class AccessPolicy:
 
     verifier: TokenVerifier
     allow_anonymous: bool = False
+    events_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
@@ -62,6 +64,7 @@ class AccessPolicy:
                 leeway=settings.token_leeway,
             ),
             allow_anonymous=settings.allow_anonymous,
+            events_key=load_events_key(settings),
         )
 
 
@@ -88,9 +91,31 @@ def hmac_secrets(settings: Settings) -> dict[str | None, str]:
     return secrets
 
 
+MIN_EVENTS_KEY_LENGTH = 16
+
+
+def load_events_key(settings: Settings) -> str | None:
+    """The API key `POST /v1/events` takes (--events-key or --events-key-file), if any.
+
+    Raises:
+        ValueError: both given, an unreadable file, or a key shorter than 16 characters.
+    """
+    from_file = _read(settings.events_key_file, "--events-key-file")
+    if settings.events_key and from_file is not None:
+        raise ValueError("give --events-key or --events-key-file, not both")
+    key = settings.events_key or (from_file.strip() if from_file is not None else None)
+    if key is not None and len(key) < MIN_EVENTS_KEY_LENGTH:
+        raise ValueError(f"the events key needs {MIN_EVENTS_KEY_LENGTH}+ characters")
+    return key or None
+
+
 def secrets_to_scrub(settings: Settings) -> list[str]:
-    """Every configured secret, for the log redactor: token keys and a Redis password."""
+    """Every configured secret, for the log redactor: token keys, the events key and a Redis
+    password."""
     secrets = list(hmac_secrets(settings).values())
+    key = load_events_key(settings)
+    if key:
+        secrets.append(key)
     if settings.redis_url:
         password = urlsplit(settings.redis_url).password
         if password:
@@ -187,6 +212,28 @@ def require_scope(*scopes: TokenScope) -> Callable[[Endpoint], Endpoint]:
 
 require_service_token = require_scope("service")
 """`Route(path, require_service_token(endpoint))`: the endpoint needs a `service` token."""
+
+EVENTS_KEY_HEADER = "x-queuecast-events-key"
+
+
+def authorize_events(request: Request) -> Response | None:
+    """`None` when the request may post contact events, else the 401/403 to answer.
+
+    The EventBridge connection's API key in `X-Queuecast-Events-Key` (compared in constant
+    time), or what any HTTP API request may present (a `service` token; anything under
+    --allow-anonymous). A key that is presented is checked even when a token would do.
+    """
+    policy: AccessPolicy = request.app.state.access
+    presented = request.headers.get(EVENTS_KEY_HEADER)
+    if presented is None:
+        verdict = authorize_request(request, ("service",))
+        return verdict if isinstance(verdict, Response) else None
+    expected = policy.events_key
+    if expected is not None and hmac.compare_digest(presented.encode(), expected.encode()):
+        AUTH_RESULTS.labels("ok").inc()
+        return None
+    AUTH_RESULTS.labels("bad_events_key").inc()
+    return _denied(401, "unauthorized", "the events key is wrong (or none is configured)")
 
 
 # -- response headers ------------------------------------------------------------------------

@@ -122,13 +122,13 @@ class MemoryContactEventLog(ContactEventLog):
     async def read_after(self, cursor: str, *, block_s: float, count: int) -> LogRead:
         after = int(cursor)
         if after >= self._next - 1:
-            async with self._appended:
-                try:
-                    await asyncio.wait_for(
-                        self._appended.wait_for(lambda: self._next - 1 > after), block_s
-                    )
-                except TimeoutError:
-                    return LogRead(cursor, [])
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that
+            # arrives as the wait ends, and the follower's task would then never stop.
+            try:
+                async with asyncio.timeout(block_s), self._appended:
+                    await self._appended.wait_for(lambda: self._next - 1 > after)
+            except TimeoutError:
+                return LogRead(cursor, [])
         taken = [(seq, event) for seq, _, event in self._entries if seq > after][:count]
         if not taken:
             return LogRead(cursor, [])

@@ -82,7 +82,9 @@ class RedisContactEventLog(ContactEventLog):
 
     async def _call(self, coro: Any, extra_s: float = 0.0) -> Any:
         try:
-            return await asyncio.wait_for(coro, self._op_timeout + extra_s)
+            # Not wait_for: Python 3.11's loses a cancellation that arrives as the call ends.
+            async with asyncio.timeout(self._op_timeout + extra_s):
+                return await coro
         except _ERRORS as exc:
             raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 

@@ -131,6 +131,10 @@ async def status(request: Request) -> Response:
             "queueFigures": runtime.figures.status(),
             "queueNames": runtime.directory.status(),
             "sockets": len(runtime.gateway.sessions),
+            "contactEvents": {
+                **runtime.contact_events.status(),
+                **runtime.contact_event_feed.status(),
+            },
         }
     )
 

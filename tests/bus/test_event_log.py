@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from server._lifecycle import cancel_and_wait
 from server.app import redis_client
 from server.backoff import Backoff
 from server.bus import BusUnavailable
@@ -124,10 +125,7 @@ class Following:
         return self
 
     async def __aexit__(self, *exc_info) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
 
     @property
     def ids(self) -> list[str]:

@@ -50,6 +50,8 @@ async def test_serve_refuses_to_start_without_a_key(tmp_path):
     assert status == 2 and "at least 32" in err
     status, err = await _serve_exit("--secret-file", str(tmp_path / "missing"))
     assert status == 2 and "--secret-file" in err
+    status, err = await _serve_exit("--events-key", "short", QUEUECAST_SECRET=TEST_SECRET)
+    assert status == 2 and "events key needs 16+" in err
     status, err = await _serve_exit(
         "--allowed-origins", "https://a.example; script-src *", QUEUECAST_SECRET=TEST_SECRET
     )
