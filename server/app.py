@@ -137,7 +137,7 @@ def queue_directory_for(
     return QueueDirectory(
         connect,
         store,
-        instance=settings.instance_id,
+        instance=settings.primary_instance,
         list_budget=_budget(coordinator, "list_queues", rps, burst),
         describe_budget=_budget(coordinator, "describe_queue", rps, burst),
         refresh=settings.queue_names_refresh,
@@ -164,7 +164,9 @@ def queue_figures_for(
 
     def wanted() -> dict[str, str]:
         watched = {queue for session in gateway.sessions for queue in session.queues}
-        return queues_wanted(poller.book, poller.contacts.values(), watched, settings.instance_id)
+        return queues_wanted(
+            poller.book, poller.contacts.values(), watched, settings.primary_instance
+        )
 
     interval = settings.queue_figures_interval
     return QueueFiguresPoller(
@@ -252,7 +254,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
             )
             gateway = Gateway(
                 GatewayConfig(
-                    default_instance=settings.instance_id,
+                    default_instance=access.instances.single,
                     max_subscriptions=settings.max_subscriptions,
                     send_timeout=settings.send_timeout,
                     allowed_origins=settings.allowed_origins,

@@ -95,6 +95,13 @@ def _addresses_or_networks(text: str) -> tuple[str, ...]:
     return entries
 
 
+def _account_id(text: str) -> str | None:
+    text = text.strip()
+    if text and not re.fullmatch(r"[0-9]{12}", text):
+        raise ValueError(f"not an AWS account id (12 digits): {text!r}")
+    return text or None
+
+
 def _optional_str(text: str) -> str | None:
     return text or None
 
@@ -152,10 +159,18 @@ class Settings:
     )
     instance_id: str | None = _option(
         None,
-        "Default Amazon Connect instance id for subscriptions that name none.",
+        "Amazon Connect instance id or ARN, or a comma-separated list of them: the only "
+        "instances polled (required by serve). With one, subscriptions that name none use it; "
+        "with several, contact and queues tokens must name theirs (`instance` claim).",
         _optional_str,
     )
     region: str = _option("us-east-1", "AWS Region of the Connect instance.")
+    account_id: str | None = _option(
+        None,
+        "AWS account id of the Connect instance(s): an instance may be named by ARN only when "
+        "it is of this account and the Region (default: the account of a configured ARN).",
+        _account_id,
+    )
     connect_endpoint_url: str | None = _option(
         None,
         "Override the Connect endpoint (the emulator's URL). Unset: the real AWS endpoint.",
@@ -382,6 +397,18 @@ class Settings:
         "Read the events API key from this file (surrounding whitespace ignored).",
         _optional_str,
     )
+
+    # -- derived -------------------------------------------------------------------------
+
+    @property
+    def instances(self) -> tuple[str, ...]:
+        """The configured instances (`instance_id`, comma-separated), in order."""
+        return _csv(self.instance_id or "")
+
+    @property
+    def primary_instance(self) -> str | None:
+        """The first configured instance: the one of queue names and figures."""
+        return next(iter(self.instances), None)
 
     # -- sources -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.access.instances import InstanceAllowlist
 from server.access.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier
 from server.access.tokens import Scope as TokenScope
 from server.browser.protocol import error_frame
@@ -40,11 +41,13 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 @dataclass(frozen=True, slots=True)
 class AccessPolicy:
-    """The token verifier, and whether clients without a token get everything (demo only)."""
+    """The token verifier, the instances that may be polled, and whether clients without a
+    token get everything (demo only)."""
 
     verifier: TokenVerifier
     allow_anonymous: bool = False
     events_key: str | None = field(default=None, repr=False)
+    instances: InstanceAllowlist = field(default_factory=lambda: InstanceAllowlist((), ""))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
@@ -65,6 +68,9 @@ class AccessPolicy:
             ),
             allow_anonymous=settings.allow_anonymous,
             events_key=load_events_key(settings),
+            instances=InstanceAllowlist.of(
+                settings.instances, settings.region, settings.account_id
+            ),
         )
 
 
@@ -137,7 +143,8 @@ def check_serve_settings(settings: Settings) -> AccessPolicy:
     """The policy `queuecast serve` will enforce; refuses an open service unless asked for.
 
     Raises:
-        ValueError: no key and no --allow-anonymous, or a key that does not load.
+        ValueError: no key and no --allow-anonymous, a key that does not load, or no
+            instance (or one of another Region or account).
     """
     policy = AccessPolicy.from_settings(settings)
     if not policy.verifier.enabled and not settings.allow_anonymous:
@@ -145,6 +152,11 @@ def check_serve_settings(settings: Settings) -> AccessPolicy:
             "no token key is configured, so nobody could be told apart: set QUEUECAST_SECRET "
             "(32+ characters), --secret-file, --token-keys or --public-key-file; or pass "
             "--allow-anonymous to let any client watch anything (development only)"
+        )
+    if not policy.instances.entries:
+        raise ValueError(
+            "no Amazon Connect instance is configured: set QUEUECAST_INSTANCE_ID (an id or ARN, "
+            "or a comma-separated list): only the instances listed there are ever polled"
         )
     return policy
 

@@ -32,7 +32,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from redis.asyncio.cluster import RedisCluster
@@ -69,8 +69,13 @@ def budget_key(name: BudgetName) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Wanted:
+    """Why a contact is polled: its instance and queue, and whether the backend tracks it
+    explicitly (`PUT /v1/contacts/{id}`), which gives it priority over contacts only a
+    subscriber asked for (`explicit` is not encoded: the explicit hash itself says it)."""
+
     instance: str
     queue: str | None = None
+    explicit: bool = False
 
     def encode(self) -> str:
         return json.dumps({"i": self.instance, "q": self.queue}, separators=(",", ":"))
@@ -96,8 +101,12 @@ class Start:
 
 @dataclass(slots=True)
 class Assignment:
+    """What to start and stop polling, and everything wanted as this reconcile saw it (the
+    explicit tracks among them: their instance and priority win)."""
+
     start: dict[str, Start] = field(default_factory=dict)
     stop: list[str] = field(default_factory=list)
+    wanted: Mapping[str, Wanted] = field(default_factory=dict)
 
 
 class Coordinator(abc.ABC):
@@ -151,7 +160,7 @@ class LocalCoordinator(Coordinator):
         self._bus = bus
 
     async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
-        assignment = Assignment(stop=[c for c in polled if c not in local])
+        assignment = Assignment(stop=[c for c in polled if c not in local], wanted=local)
         new = [c for c in local if c not in polled]
         if new:
             for contact, stored in zip(new, await self._bus.read_states(new), strict=True):
@@ -302,14 +311,19 @@ class RedisCoordinator(Coordinator):
             reads.hgetall(interest_key(replica))
         interests = await self._call(reads.execute())
         wanted: dict[str, Wanted] = {}
-        for mapping in [explicit_raw, *interests]:
+        # Explicit tracks first: their instance wins over what a subscriber named.
+        for raw_contact, raw_wanted in explicit_raw.items():
+            decoded = Wanted.decode(raw_wanted)
+            if decoded is not None:
+                wanted[_text(raw_contact)] = replace(decoded, explicit=True)
+        for mapping in interests:
             for raw_contact, raw_wanted in mapping.items():
                 decoded = Wanted.decode(raw_wanted)
                 if decoded is not None:
                     wanted.setdefault(_text(raw_contact), decoded)
         self._wanted_total = len(wanted)
 
-        assignment = Assignment()
+        assignment = Assignment(wanted=wanted)
         await self._keep_leases(wanted, assignment)
         share = math.ceil(len(wanted) / len(live))
         if len(self._leases) < share:

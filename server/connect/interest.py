@@ -9,9 +9,12 @@ explicit tracks are kept in Redis instead, so that any replica can drop them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from server.connect.coordination import Wanted
+
+EXPLICIT_WEIGHT = 4.0
 
 
 @dataclass(slots=True)
@@ -32,7 +35,7 @@ class Interest:
         """How much a read of this contact is worth to people: an explicit track first, then
         a watched contact, then one only a wallboard shows."""
         if self.explicit:
-            return 4.0
+            return EXPLICIT_WEIGHT
         if self.subscribers > 0 or self.linger_until is not None:
             return 2.0
         return 1.0
@@ -48,6 +51,7 @@ class InterestBook:
     def __init__(self, linger: float) -> None:
         self.linger = linger
         self._entries: dict[str, Interest] = {}
+        self._explicit_elsewhere: frozenset[str] = frozenset()
 
     def __contains__(self, contact: str) -> bool:
         return contact in self._entries
@@ -81,6 +85,7 @@ class InterestBook:
 
     def track(self, contact: str, instance: str, queue: str | None = None) -> None:
         entry = self._entry(contact, instance, queue)
+        entry.instance = instance  # the backend knows; a subscriber only named one
         entry.explicit = True
         entry.linger_until = None
 
@@ -100,8 +105,22 @@ class InterestBook:
         entry.queued = True
 
     def weight(self, contact: str) -> float:
+        if contact in self._explicit_elsewhere:
+            return EXPLICIT_WEIGHT
         entry = self._entries.get(contact)
         return 1.0 if entry is None else entry.weight
+
+    def tracked_explicitly(self, contact: str) -> bool:
+        """Whether the backend tracks `contact` explicitly (here, or through another replica:
+        `explicit_elsewhere`): such contacts are polled before subscriber-only ones, and do
+        not count against a client's quota of polled contacts."""
+        entry = self._entries.get(contact)
+        return contact in self._explicit_elsewhere or (entry is not None and entry.explicit)
+
+    def explicit_elsewhere(self, contacts: Iterable[str]) -> None:
+        """The contacts tracked explicitly anywhere (with several replicas the explicit tracks
+        live in Redis; the coordinator's last reconcile saw these)."""
+        self._explicit_elsewhere = frozenset(contacts)
 
     def forget(self, contact: str) -> None:
         """The contact ended: nothing should want it any more."""
@@ -121,7 +140,7 @@ class InterestBook:
 
     def wanted(self, *, include_explicit: bool) -> dict[str, Wanted]:
         return {
-            contact: Wanted(entry.instance, entry.queue)
+            contact: Wanted(entry.instance, entry.queue, entry.explicit)
             for contact, entry in self._entries.items()
             if entry.subscribers > 0
             or entry.linger_until is not None

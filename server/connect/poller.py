@@ -319,8 +319,13 @@ class ContactPoller(AsyncCloseable):
             self.coordination_error = str(exc)
             return
         self.coordination_error = None
+        self.interest.explicit_elsewhere(c for c, w in assignment.wanted.items() if w.explicit)
         for contact in assignment.stop:
             self._stop(contact)
+        for contact, wanted in assignment.wanted.items():
+            state = self.contacts.get(contact)
+            if wanted.explicit and state is not None and state.instance != wanted.instance:
+                state.instance = wanted.instance  # the backend's track wins over a guess
         for contact, start in assignment.start.items():
             if start.stored is not None and start.stored.ended:
                 self.interest.forget(contact)  # a tombstone: it left the queue

@@ -16,7 +16,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.access.policy import LIMIT_HITS, require_service_token
+from server.access.instances import InstanceRefused
+from server.access.policy import LIMIT_HITS, AccessPolicy, require_service_token
 from server.browser.protocol import error_frame
 from server.bus import BusUnavailable
 from server.events import ContactEvent, as_snapshot
@@ -100,10 +101,15 @@ async def _track(request: Request, runtime: Runtime, contact_id: str) -> Respons
         body = {}
     if not isinstance(body, dict):
         return _error(400, "bad_message", "the body is a JSON object")
-    instance = body.get("instanceId") or runtime.settings.instance_id
+    requested = body.get("instanceId")
     queue = body.get("queueId")
-    if not isinstance(instance, str) or not is_valid_id(instance):
-        return _error(400, "bad_instance", "give a valid instanceId (or configure a default)")
+    if requested is not None and (not isinstance(requested, str) or not is_valid_id(requested)):
+        return _error(400, "bad_instance", "instanceId must be a Connect instance id or ARN")
+    access: AccessPolicy = request.app.state.access
+    try:
+        instance = access.instances.for_track(requested)
+    except InstanceRefused as refused:
+        return _error(400, refused.code, refused.message)
     if queue is not None and not is_valid_queue_id(queue):
         return _error(400, "bad_id", "queueId must be a queue id")
     [stored] = await runtime.bus.read_states([contact_id])

@@ -12,7 +12,8 @@ A contact flow that routes to the least congested of some queues names them with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.access.policy import authorize_request
+from server.access.policy import AccessPolicy, authorize_request
+from server.access.tokens import Grant
 from server.browser.protocol import error_frame
 from server.bus import BusUnavailable
 from server.events import ContactEvent, QueueFiguresEvent, as_snapshot, utc_iso, waiting_in
@@ -29,6 +31,8 @@ from server.ids import is_valid_queue_id
 from server.runtime import Runtime
 
 MAX_LISTED_QUEUES = 100
+
+InstanceFilter = Callable[[str], bool]  # whether a contact or figures of that instance show
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +92,28 @@ def least_congested(summaries: Sequence[dict[str, Any]]) -> str | None:
     return str(best["queue"])
 
 
-async def read_queue(runtime: Runtime, queue: str, now: datetime) -> QueueView:
-    """The queue's view from the bus. Raises `BusUnavailable`."""
+async def read_queue(
+    runtime: Runtime, queue: str, now: datetime, shown: InstanceFilter | None = None
+) -> QueueView:
+    """The queue's view from the bus. Raises `BusUnavailable`.
+
+    Args:
+        shown: which instances' contacts and figures may be shown (a `queues` token that
+            names its instance sees that instance's only); None: all.
+    """
     members = await runtime.bus.queue_members(queue)
     states = await runtime.bus.read_states(members)
     [figures] = await runtime.bus.read_queue_figures([queue])
+    if shown is not None:
+        states = [s for s in states if s is not None and shown(s.instance)]
+        if figures is not None and not shown(figures.instance):
+            figures = None
     if figures is not None and not figures.stale:
         # Stored figures outlive a reader that stopped (a leader that died): say so.
         age = (now - datetime.fromisoformat(figures.at.replace("Z", "+00:00"))).total_seconds()
         if age > runtime.figures.stale_after:
             figures = replace(figures, stale=True)
-    instance = figures.instance if figures is not None else runtime.settings.instance_id
+    instance = figures.instance if figures is not None else runtime.settings.primary_instance
     return QueueView.of(queue, states, runtime.directory.name(instance, queue), figures)
 
 
@@ -115,11 +130,31 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _instance_filter(request: Request, grant: Grant) -> InstanceFilter | None:
+    """What of a queue a grant may see: with an `instance` claim, that instance's only."""
+    if grant.instance is None:
+        return None
+    instances = _access(request).instances
+    return functools.partial(instances.allows_event_instance, grant)
+
+
+def _access(request: Request) -> AccessPolicy:
+    access: AccessPolicy = request.app.state.access
+    return access
+
+
+def _names_instance(request: Request, runtime: Runtime, grant: Grant) -> str | None:
+    if grant.instance is None:
+        return runtime.settings.primary_instance
+    return _access(request).instances.resolve(grant.instance)
+
+
 async def list_queues(request: Request) -> Response:
     grant = authorize_request(request, ("queues", "service"))
     if isinstance(grant, Response):
         return grant
     runtime: Runtime = request.app.state.runtime
+    shown = _instance_filter(request, grant)
     named = [q for q in request.query_params.get("ids", "").split(",") if q]
     if len(named) > MAX_LISTED_QUEUES or not all(is_valid_queue_id(q) for q in named):
         return _error(
@@ -129,10 +164,10 @@ async def list_queues(request: Request) -> Response:
     queues = sorted(q for q in candidates if grant.allows_queue(q))[:MAX_LISTED_QUEUES]
     now = _now()
     try:
-        summaries = [(await read_queue(runtime, q, now)).summary(now) for q in queues]
+        summaries = [(await read_queue(runtime, q, now, shown)).summary(now) for q in queues]
     except BusUnavailable:
         return _error(503, "unavailable", "the event bus is unreachable; retry")
-    names = runtime.directory.names(runtime.settings.instance_id)
+    names = runtime.directory.names(_names_instance(request, runtime, grant))
     return JSONResponse(
         {
             "at": utc_iso(now.timestamp()),
@@ -155,7 +190,7 @@ async def one_queue(request: Request) -> Response:
         return _error(403, "forbidden", "this token does not allow that queue")
     now = _now()
     try:
-        view = await read_queue(runtime, queue, now)
+        view = await read_queue(runtime, queue, now, _instance_filter(request, grant))
     except BusUnavailable:
         return _error(503, "unavailable", "the event bus is unreachable; retry")
     return JSONResponse(

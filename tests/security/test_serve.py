@@ -20,10 +20,11 @@ pytestmark = pytest.mark.e2e
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECAST_")}
-    return {**env, **extra}
+    # serve needs its instance (tests/security/test_instances.py); these tests are about the rest.
+    return {**env, "QUEUECAST_INSTANCE_ID": "cd613e30-d8f1-4adf-91b7-584a2265b1f5", **extra}
 
 
-async def _serve_exit(*args: str, **env: str) -> tuple[int, str]:
+async def serve_exit(*args: str, **env: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -43,16 +44,16 @@ async def _serve_exit(*args: str, **env: str) -> tuple[int, str]:
 
 
 async def test_serve_refuses_to_start_without_a_key(tmp_path):
-    status, err = await _serve_exit()
+    status, err = await serve_exit()
     assert status == 2
     assert "--allow-anonymous" in err and "QUEUECAST_SECRET" in err
-    status, err = await _serve_exit(QUEUECAST_SECRET="short")
+    status, err = await serve_exit(QUEUECAST_SECRET="short")
     assert status == 2 and "at least 32" in err
-    status, err = await _serve_exit("--secret-file", str(tmp_path / "missing"))
+    status, err = await serve_exit("--secret-file", str(tmp_path / "missing"))
     assert status == 2 and "--secret-file" in err
-    status, err = await _serve_exit("--events-key", "short", QUEUECAST_SECRET=TEST_SECRET)
+    status, err = await serve_exit("--events-key", "short", QUEUECAST_SECRET=TEST_SECRET)
     assert status == 2 and "events key needs 16+" in err
-    status, err = await _serve_exit(
+    status, err = await serve_exit(
         "--allowed-origins", "https://a.example; script-src *", QUEUECAST_SECRET=TEST_SECRET
     )
     assert status == 2 and "not an origin" in err
@@ -60,7 +61,7 @@ async def test_serve_refuses_to_start_without_a_key(tmp_path):
 
 async def test_serve_refuses_a_static_dir_that_does_not_exist(tmp_path):
     missing = tmp_path / "no-such-static"
-    status, err = await _serve_exit("--static-dir", str(missing), QUEUECAST_SECRET=TEST_SECRET)
+    status, err = await serve_exit("--static-dir", str(missing), QUEUECAST_SECRET=TEST_SECRET)
     assert status == 2
     assert f"--static-dir {missing}: does not exist" in err
 
