@@ -29,6 +29,7 @@ from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.access import tokens
 from server.app import create_app
 from server.emulator import Emulator, EmulatorConfig, QueueSpec, create_emulator_app
+from server.emulator.delivery import DeliverySettings
 from server.emulator.model import UnknownQueueError
 from server.events import utc_iso
 from server.http.serving import (
@@ -88,10 +89,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run_demo)
 
 
-def emulator_config(speed: float, seed: int) -> EmulatorConfig:
+# Contact events reach the service a little late and out of order, as EventBridge's do.
+DEMO_EVENT_DELIVERY = DeliverySettings(min_delay=0.1, max_delay=0.5)
+
+
+def emulator_config(
+    speed: float, seed: int, *, events_url: str | None = None, events_key: str | None = None
+) -> EmulatorConfig:
     return EmulatorConfig(
         seed=seed,
         speed=speed,
+        events_url=events_url,
+        events_key=events_key,
+        event_delivery=DEMO_EVENT_DELIVERY,
         queues=DEMO_QUEUES,
         rps=DEMO_RPS,
         burst=int(DEMO_RPS),
@@ -102,7 +112,14 @@ def emulator_config(speed: float, seed: int) -> EmulatorConfig:
 
 
 def service_settings(
-    host: str, port: int, emulator_url: str, instance: str, level: str, *, secret: str
+    host: str,
+    port: int,
+    emulator_url: str,
+    instance: str,
+    level: str,
+    *,
+    secret: str,
+    events_key: str | None = None,
 ) -> Settings:
     return Settings(
         host=host,
@@ -118,6 +135,7 @@ def service_settings(
         log_level=level.upper(),
         log_format="text",
         secret=secret,
+        events_key=events_key,
         allow_anonymous=True,
     )
 
@@ -313,16 +331,30 @@ async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> bool:
 async def demo(args: argparse.Namespace) -> None:
     """Serve the emulator and the service until SIGINT/SIGTERM."""
 
-    emulator_app = create_emulator_app(emulator_config(args.speed, args.seed))
-    emulator: Emulator = emulator_app.state.emulator
-    instance = _first_instance(emulator)
     emulator_sock = bind_socket(args.host, args.emulator_port)
     service_sock = bind_socket(args.host, args.port)
     emulator_url = socket_url(emulator_sock)
-    # A fresh key per run: tokens minted for one demo mean nothing to another.
-    secret = secrets.token_urlsafe(32)
+    # Fresh keys per run: tokens minted for one demo mean nothing to another. The emulator
+    # posts its contact events to the service as an EventBridge API destination would.
+    secret, events_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    emulator_app = create_emulator_app(
+        emulator_config(
+            args.speed,
+            args.seed,
+            events_url=socket_url(service_sock) + "/v1/events",
+            events_key=events_key,
+        )
+    )
+    emulator: Emulator = emulator_app.state.emulator
+    instance = _first_instance(emulator)
     settings = service_settings(
-        args.host, args.port, emulator_url, instance, args.log_level, secret=secret
+        args.host,
+        args.port,
+        emulator_url,
+        instance,
+        args.log_level,
+        secret=secret,
+        events_key=events_key,
     )
     service_app = create_app(settings)
     service_app.router.routes.extend(demo_routes(emulator, service_app, settings, emulator_url))

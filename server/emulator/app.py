@@ -72,8 +72,10 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> Starlette:
                     config.events_url,
                     config.region,
                     config.account_id,
-                    config.events_timeout_s,
-                    config.events_queue_size,
+                    emulator.delivery,
+                    api_key=config.events_key,
+                    timeout_s=config.events_timeout_s,
+                    max_pending=config.events_queue_size,
                 )
                 await stack.enter_async_context(poster)
                 emulator.event_sink = poster.offer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ import uvicorn
 
 from server.emulator.app import create_emulator_app
 from server.emulator.config import DEFAULT_QUEUES, LEAVE_MODES, EmulatorConfig
+from server.emulator.delivery import DeliverySettings
 from server.emulator.model import QueueSpec
 from server.emulator.simulator import Emulator
 from server.http.serving import DrainingServer, bind_socket, print_ready, serve_until_stopped
@@ -82,7 +84,31 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add(
         "--leave-grace", type=float, default=30.0, help="real seconds of 'empty' before 'not found'"
     )
-    add("--events-url", default=None, help="POST EventBridge contact events to this URL")
+    add(
+        "--events-url",
+        default=None,
+        help="POST contact events to this URL as an EventBridge API destination does",
+    )
+    add(
+        "--events-key",
+        default=None,
+        help="API key sent with each event in X-Queuecast-Events-Key "
+        "(default: $QUEUECAST_EVENTS_KEY, else none)",
+    )
+    add(
+        "--events-delay",
+        default="0",
+        metavar="MIN[:MAX]",
+        help="seconds each event waits before it is sent, drawn uniformly from MIN..MAX; "
+        "a spread wider than the gap between two events reorders them",
+    )
+    add("--events-loss", type=float, default=0.0, help="probability an event is never sent")
+    add(
+        "--events-duplication",
+        type=float,
+        default=0.0,
+        help="probability an event is sent twice (each copy its own delay)",
+    )
     add("--region", default="us-east-1")
     add("--account-id", default="123456789012")
     parser.set_defaults(func=run_simulate)
@@ -95,6 +121,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         ValueError: a flag value out of range or a malformed --queue.
     """
     priorities = tuple(int(p) for p in args.priorities.split(",") if p.strip())
+    low, _, high = args.events_delay.partition(":")
+    min_delay, max_delay = float(low), float(high or low)
     patience = args.mean_patience or None
 
     def spec(name: str, agents: int, per_minute: float) -> QueueSpec:
@@ -135,6 +163,13 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         leave_mode=args.leave_mode,
         leave_grace=args.leave_grace,
         events_url=args.events_url,
+        events_key=args.events_key or os.environ.get("QUEUECAST_EVENTS_KEY") or None,
+        event_delivery=DeliverySettings(
+            min_delay=min_delay,
+            max_delay=max_delay,
+            loss=args.events_loss,
+            duplication=args.events_duplication,
+        ),
         region=args.region,
         account_id=args.account_id,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from server.emulator.delivery import DeliverySettings
 from server.emulator.model import QueueSpec
 
 LEAVE_MODES = ("empty-then-not-found", "empty", "not-found", "invalid")
@@ -52,7 +53,9 @@ class EmulatorConfig:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     events_url: str | None = None
-    events_timeout_s: float = 2.0
+    events_key: str | None = None  # sent as X-Queuecast-Events-Key, as an API destination does
+    event_delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    events_timeout_s: float = 5.0  # EventBridge waits 5 s for an API destination's answer
     events_queue_size: int = 1000
     region: str = "us-east-1"
     account_id: str = "123456789012"
@@ -63,6 +66,7 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.leave_mode not in LEAVE_MODES:
             raise ValueError(f"leave_mode must be one of {', '.join(LEAVE_MODES)}")
+        self.event_delivery.validate()
         if self.instances < 1 or not self.queues:
             raise ValueError("need at least one instance with at least one queue")
         names = [q.name for q in self.queues]

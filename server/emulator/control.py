@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from server.emulator.delivery import DeliveryStats
 from server.emulator.model import NotWaitingError, UnknownQueueError
 from server.emulator.sim_config import ConfigError, apply_config, config_json
 from server.emulator.simulator import OPERATIONS, Emulator, OperationStats
@@ -135,12 +136,18 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:
             }
         )
 
+    def stats_json() -> dict[str, Any]:
+        counts: dict[str, Any] = {name: emulator.stats[name].as_json() for name in OPERATIONS}
+        counts["contactEvents"] = emulator.delivery.stats_json()
+        return counts
+
     async def stats(request: Request) -> Response:
-        return JSONResponse({name: emulator.stats[name].as_json() for name in OPERATIONS})
+        return JSONResponse(stats_json())
 
     async def reset_stats(request: Request) -> Response:
         emulator.stats = {name: OperationStats() for name in OPERATIONS}
-        return JSONResponse({name: emulator.stats[name].as_json() for name in OPERATIONS})
+        emulator.delivery.stats = DeliveryStats()
+        return JSONResponse(stats_json())
 
     async def get_config(request: Request) -> Response:
         return JSONResponse(config_json(emulator))

@@ -34,6 +34,7 @@ def config_json(emulator: Emulator) -> dict[str, Any]:
         "paused": emulator.clock.paused,
         "arrivals": {q.queue_id: q.arrivals_per_minute for q in emulator.model.queues.values()},
         "queues": scenario_json(emulator),
+        "eventDelivery": emulator.delivery.settings.as_json(),
     }
 
 
@@ -46,7 +47,7 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     if not isinstance(patch, dict):
         raise ConfigError("config must be a JSON object")
     known = {"quota", "describeQuota", "faults", "leaveMode", "leaveGrace", "speed", "paused"}
-    unknown = set(patch) - known - {"arrivals", "quotas", "queues"}
+    unknown = set(patch) - known - {"arrivals", "quotas", "queues", "eventDelivery"}
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
     # Validate everything first so a bad field leaves the emulator untouched.
@@ -64,6 +65,12 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     except ScenarioError as exc:
         raise ConfigError(str(exc)) from None
     faults = _faults(patch["faults"], emulator.faults.settings) if "faults" in patch else None
+    delivery = emulator.delivery.settings
+    if "eventDelivery" in patch:
+        try:
+            delivery = delivery.patched(patch["eventDelivery"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     leave_mode = patch.get("leaveMode", emulator.leave_mode)
     if leave_mode not in LEAVE_MODES:
         raise ConfigError(f"leaveMode must be one of {', '.join(LEAVE_MODES)}")
@@ -75,6 +82,7 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     arrivals = _arrivals(emulator, patch.get("arrivals", {}))
 
     emulator.advance()  # settle the past under the old settings
+    emulator.delivery.settings = delivery
     now = emulator.mono()
     for key, (enabled, rps, burst) in quotas.items():
         quota = emulator.metrics_quota if key == "quota" else emulator.describe_quota

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.emulator.config import EmulatorConfig
+from server.emulator.delivery import DeliveryPlanner
 from server.emulator.faults import FaultInjector, FaultSettings
 from server.emulator.model import Contact, ContactStatus, ModelEvent, QueueModel
 from server.events import utc_iso
@@ -136,6 +137,7 @@ class Emulator:
         self.leave_grace = config.leave_grace
         self.stats = {name: OperationStats() for name in OPERATIONS}
         self.event_sink: Callable[[ModelEvent], None] | None = None
+        self.delivery = DeliveryPlanner(config.seed, config.event_delivery)
         self._left_at: OrderedDict[str, float] = OrderedDict()  # contact id -> mono time
 
     def advance(self) -> None:

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from server.emulator.cli import bind_socket
 from tests.emulator.conftest import quiet_config
 from tests.support.emulator import run_emulator_in_process
+from tests.support.event_receiver import event_receiver
 
 
 async def test_state_lists_queues_agents_and_waiting(emulator):
@@ -138,41 +132,15 @@ async def test_arrivals_flow_at_speed():
         assert await emu.waiting("support") == []
 
 
-@contextlib.asynccontextmanager
-async def event_sink():
-    received: list[dict] = []
-    arrived = asyncio.Event()
-
-    async def collect(request: Request) -> Response:
-        received.append(await request.json())
-        arrived.set()
-        return Response(status_code=200)
-
-    app = Starlette(routes=[Route("/events", collect, methods=["POST"])])
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/events", received, arrived
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
 async def test_contact_events_are_posted_in_eventbridge_form():
     async with (
-        event_sink() as (url, received, arrived),
-        run_emulator_in_process(quiet_config(events_url=url)) as emu,
+        event_receiver() as receiver,
+        run_emulator_in_process(quiet_config(events_url=receiver.url)) as emu,
     ):
         contact = await emu.create_contact("sales")
         await emu.connect(contact)
-        async with asyncio.timeout(5):
-            while len(received) < 2:
-                arrived.clear()
-                await arrived.wait()
-    queued, connected = received[:2]
-    for event in (queued, connected):
+        initiated, queued, connected = await receiver.wait_for(3)
+    for event in (initiated, queued, connected):
         assert event["source"] == "aws.connect"
         assert event["detail-type"] == "Amazon Connect Contact Event"
         assert event["region"] == "us-east-1" and event["account"] == "123456789012"
@@ -181,10 +149,9 @@ async def test_contact_events_are_posted_in_eventbridge_form():
         assert detail["contactId"] == contact["contactId"]
         assert detail["instanceArn"].endswith(emu.instance_id)
         assert detail["channel"] == "VOICE"
-        assert detail["queueInfo"]["queueArn"].endswith(f"/queue/{emu.queues['sales']}")
-        assert detail["queueInfo"]["enqueueTimestamp"].endswith("Z")
-    assert [queued["detail"]["eventType"], connected["detail"]["eventType"]] == [
-        "QUEUED",
-        "CONNECTED_TO_AGENT",
-    ]
+    for event in (queued, connected):
+        assert event["detail"]["queueInfo"]["queueArn"].endswith(f"/queue/{emu.queues['sales']}")
+        assert event["detail"]["queueInfo"]["enqueueTimestamp"].endswith("Z")
+    assert "queueInfo" not in initiated["detail"]  # not in a queue yet
+    assert receiver.kinds() == ["INITIATED", "QUEUED", "CONNECTED_TO_AGENT"]
     assert "connectedToAgentTimestamp" in connected["detail"]["agentInfo"]

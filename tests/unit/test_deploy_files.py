@@ -55,6 +55,12 @@ def test_compose_runs_redis_emulator_two_replicas_and_a_balancer() -> None:
         assert env["QUEUECAST_REDIS_URL"] == "redis://redis:6379/0"
         assert env["QUEUECAST_CONNECT_ENDPOINT_URL"] == "http://emulator:8001"
         assert "readyz" in " ".join(services[name]["healthcheck"]["test"])
+        assert env["QUEUECAST_EVENTS_KEY"].startswith("${QUEUECAST_EVENTS_KEY:?")
+    # The emulator is the instance's EventBridge rule: events to /v1/events through the
+    # balancer (whichever replica takes one, every replica applies it), with the same key.
+    emulator = services["emulator"]["command"]
+    assert "--events-url=http://lb:8080/v1/events" in emulator
+    assert "--events-key=${QUEUECAST_EVENTS_KEY:?" in " ".join(emulator)
 
 
 def test_every_queuecast_command_in_compose_parses() -> None:
@@ -242,7 +248,6 @@ MANIFESTS = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomizatio
 # Settings being added to `queuecast serve` while these manifests land: drop each name once
 # server/settings.py declares it, and the test below checks it like every other.
 SETTINGS_BEING_ADDED = {
-    "QUEUECAST_EVENTS_KEY_FILE",
     "QUEUECAST_FORWARDED_ALLOW_IPS",
     "QUEUECAST_MAX_SOCKETS",
 }
