@@ -8,6 +8,7 @@ placeholder `resources`, QUEUED without `enqueueTimestamp`.
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
 INSTANCE = "12345678-1234-1234-1234-123456789012"
@@ -135,4 +136,13 @@ def envelope(n: int, sample: dict[str, Any] = QUEUED_CAPTURE, **changes: Any) ->
     out["id"] = f"ev-{n}"
     out["detail"]["contactId"] = f"00000000-0000-4000-8000-{n:012d}"
     out.update(changes)
+    return out
+
+
+def queued_for(region: str, instance_id: str, event_id: str | None = None) -> dict[str, Any]:
+    """A QUEUED event of `instance_id` for a new contact, with its own event id."""
+    out = copy.deepcopy(QUEUED_CAPTURE)
+    out["id"] = event_id or str(uuid.uuid4())
+    out["detail"]["contactId"] = str(uuid.uuid4())
+    out["detail"]["instanceArn"] = f"arn:aws:connect:{region}:123456789012:instance/{instance_id}"
     return out
