@@ -37,12 +37,19 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from server.access.policy import LIMIT_HITS
 from server.browser._waitable import Flag, MessageQueue
+from server.browser.limits import Admission, MessageRate
 
 if TYPE_CHECKING:
     from server.bus.channel import Sink
 
 FRAME_WRITER = "queuecast.frames"
+# Bytes a connection may have waiting to be written: well above what the app's own sends
+# leave there (they wait for the buffer to drain below uvicorn's high-water mark, and a socket
+# that does not drain is closed after send_timeout), so only a client that makes the server
+# write without reading (pongs to its pings) gets here; it is aborted, not left to grow.
+MAX_WRITE_BUFFER = 1 << 20
 _FIN_TEXT = 0x81
 
 
@@ -164,13 +171,20 @@ class FramingProtocol(WebSocketsSansIOProtocol):
     accept, so the app reads what it needs of them before accepting).
     """
 
-    __slots__ = (*_UVICORN_ATTRIBUTES, "_blocked")
+    __slots__ = (*_UVICORN_ATTRIBUTES, "_blocked", "_control")
+
+    # Set by `framing_protocol` from the settings: control frames (pings) count against the
+    # same rate as messages, but here, since the library answers them without the app.
+    control_rate = 10.0
+    control_strikes = 20
+    max_write_buffer = MAX_WRITE_BUFFER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = MessageQueue[ASGIReceiveEvent]()  # type: ignore[assignment]
         self.writable = Flag(set_=True)  # type: ignore[assignment]
         self._blocked: Callable[[], None] | None = None
+        self._control: MessageRate | None = None  # made at the first ping: most never send one
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -186,6 +200,28 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         self._recheck_sink()  # a short write leaves the rest in the buffer
         return True
 
+    def handle_ping(self) -> None:
+        """Answer a client's ping, unless it pings faster than it may send messages."""
+        now = self.loop.time()
+        if self._control is None:
+            self._control = MessageRate(self.control_rate, self.control_strikes, now)
+        if self._control.admit(now) is Admission.CLOSE:
+            LIMIT_HITS.labels("control_frames").inc()
+            self._abort()
+            return
+        super().handle_ping()
+        self._check_write_buffer()
+
+    def _check_write_buffer(self) -> None:
+        if self.transport.get_write_buffer_size() > self.max_write_buffer:
+            LIMIT_HITS.labels("write_buffer").inc()
+            self._abort()
+
+    def _abort(self) -> None:
+        """Drop the connection now: a close frame would only queue behind what is unread."""
+        if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+            self.transport.abort()
+
     def frame_sink(self, blocked: Callable[[], None]) -> Sink | None:
         if not self._sink_valid():
             return None
@@ -197,6 +233,7 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         before anything else (the transport buffers it, or fails the connection)."""
         self.transport.write(rest)
         self._recheck_sink()
+        self._check_write_buffer()
 
     def _takes_frames(self) -> bool:
         return not (
@@ -290,3 +327,15 @@ class FramingProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             # Shared with any Starlette `Headers` made of this scope, which empty with it.
             scope["headers"].clear()
+
+
+def framing_protocol(max_messages_per_second: float, strikes: int) -> type[FramingProtocol]:
+    """`FramingProtocol` holding pings to the message rate of the settings (for
+    `uvicorn.Config(ws=...)`)."""
+
+    class ConfiguredFramingProtocol(FramingProtocol):
+        __slots__ = ()
+        control_rate = max_messages_per_second
+        control_strikes = strikes
+
+    return ConfiguredFramingProtocol

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from server.browser.ws_protocol import FramingProtocol
+from server.browser.ws_protocol import framing_protocol
 from server.http.header_timeout import with_handshake_timeout
 from server.settings import Settings
 
@@ -143,7 +143,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         app,  # type: ignore[arg-type]
         http=with_handshake_timeout(settings.handshake_timeout),
         # uvicorn's websockets-sansio protocol, plus writing a shared frame to many sockets.
-        ws=FramingProtocol,
+        ws=framing_protocol(settings.max_messages_per_second, settings.rate_limit_strikes),
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
