@@ -28,8 +28,8 @@ from server.access.policy import (
     security_headers,
 )
 from server.access.redaction import Redactor, install_log_redaction
-from server.browser.gateway import Gateway, GatewayConfig
-from server.browser.ws_protocol import text_frame
+from server.browser.config import GatewayConfig
+from server.browser.gateway import Gateway
 from server.bus import Bus, BusBackend, MemoryBackend
 from server.bus.redis import RedisBackend, RedisClient
 from server.bus.redis_cluster import cluster_client, is_cluster_url
@@ -231,7 +231,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                 client = redis_client(settings.redis_url)
                 stack.push_async_callback(client.aclose)
                 chosen = RedisBackend(client)
-            bus = await stack.enter_async_context(Bus(chosen or MemoryBackend(), encode=text_frame))
+            bus = await stack.enter_async_context(Bus(chosen or MemoryBackend()))
             coordinator = None if client is None else coordinator_for(settings, client, bus)
             connect = await stack.enter_async_context(
                 ConnectClient(

@@ -1,9 +1,12 @@
 """The WebSocket gateway at `/ws`: admits sockets and owns their `ClientSession`s.
 
 Before a socket is accepted the gateway checks its Origin and how many sockets its address
-holds; after, it runs the session (server/browser/session.py) and, on the way out, releases its
-subscriptions and closes it with the session's code. It frames each fanned-out message once
-for all sessions, and after a bus outage raises seq floors and resends what clients missed.
+(and the server) holds; after, it runs the session (server/browser/session.py) and, on the
+way out, releases its subscriptions and closes it with the session's code. It owns the
+`SocketFanout` through which sessions subscribe to the bus and which frames each message once
+for all of them (server/browser/fanout.py). When the bus is lost it tells every session its
+states are stale; after the bus reconnects it raises seq floors and resends what clients
+missed.
 """
 
 from __future__ import annotations
@@ -12,17 +15,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server import metrics
-from server.access.policy import LIMIT_HITS, AccessPolicy
-from server.access.tokens import TokenVerifier
+from server.access.policy import LIMIT_HITS
+from server.browser.config import GatewayConfig
+from server.browser.fanout import SocketFanout
 from server.browser.limits import RefusalLog, SocketsPerAddress, client_key
 from server.browser.protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, error_frame
-from server.browser.session import ClientSession
+from server.browser.session import ClientSession, SessionContext
 from server.bus import Bus
 from server.connect.poller import ContactPoller
 from server.events import ContactEvent
@@ -32,26 +35,6 @@ log = logging.getLogger("queuecast.gateway")
 SUBPROTOCOL = "queuecast.v1"
 CLOSE_TIMEOUT = 1.0  # seconds a closing handshake may take before the socket is dropped
 BEARER_PREFIX = "bearer."
-
-
-def _deny_everyone() -> AccessPolicy:
-    return AccessPolicy(TokenVerifier())
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayConfig:
-    default_instance: str | None = None
-    max_subscriptions: int = 50
-    send_timeout: float = 10.0
-    drain_timeout: float = 5.0
-    allowed_origins: tuple[str, ...] = ()
-    access: AccessPolicy = field(default_factory=_deny_everyone)
-    auth_timeout: float = 5.0
-    reauth_timeout: float = 60.0
-    max_sockets_per_ip: int = 100
-    max_sockets: int = 0
-    max_messages_per_second: float = 10.0
-    rate_limit_strikes: int = 20
 
 
 def origin_allowed(
@@ -91,6 +74,10 @@ class Gateway:
         self.config = config
         self.bus = bus
         self.poller = poller
+        # Before the hooks below: the fan-out takes its writers back when the bus is lost
+        # (its own disconnect hook) before sessions are told they are stale.
+        self.fanout = SocketFanout(bus)
+        self._session_context = SessionContext(config, bus, self.fanout, poller)
         self.sessions: set[ClientSession] = set()
         self._per_address = SocketsPerAddress(config.max_sockets_per_ip)
         self._admitted = 0  # sockets past admission, sessions or not yet
@@ -98,19 +85,8 @@ class Gateway:
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._written = 0  # frames written directly, not yet counted in the metric
         bus.on_reconnect(self.resync)
         bus.on_disconnect(self.mark_stale)
-
-    def count_written(self) -> None:
-        # One metric update per fan-out instead of one per socket (the counter takes a lock).
-        if not self._written:
-            asyncio.get_running_loop().call_soon(self._publish_written)
-        self._written += 1
-
-    def _publish_written(self) -> None:
-        written, self._written = self._written, 0
-        metrics.FRAMES_SENT.inc(written)
 
     async def handle(self, websocket: WebSocket) -> None:
         if self._draining:
@@ -158,7 +134,7 @@ class Gateway:
         )
         # Never echo the bearer subprotocol: the token would travel back in a header.
         await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        session = ClientSession(self, websocket)
+        session = ClientSession(self._session_context, websocket)
         self.sessions.add(session)
         self._idle.clear()
         metrics.SOCKETS.inc()
@@ -222,6 +198,7 @@ class Gateway:
         current state it missed, or the fresh one where it was shown stale."""
         floors: dict[str, int] = {}
         for session in tuple(self.sessions):
+            session.take_back_writers()  # what the fan-out wrote counts too
             for contact, seq in session.known_seqs().items():
                 floors[contact] = max(floors.get(contact, 0), seq)
         contacts = set(floors)

@@ -1,34 +1,40 @@
-"""One WebSocket client of the gateway: its access, subscriptions, outbox and two loops.
+"""One WebSocket client of the gateway: the adapter between its socket and its rules.
 
-A session is a bus `Listener`: the bus hands it each event's shared text, and the session
-writes the event's shared frame straight to the socket when nothing is waiting (the
-`streaming` state), or else queues it in its bounded outbox for the send loop. Per socket
-there is exactly one task besides the connection's own (the receive loop; the send loop runs
-in the connection's task), none per subscription; its deadlines (authenticate, token expiry,
-re-authenticate) are loop timers, not tasks.
+`ClientSession` does a socket's I/O: its receive loop (the one task per socket besides the
+connection's own), its send loop (run in the connection's task), and the bus and fan-out calls
+of its subscriptions. What each thing that happens means is decided without I/O elsewhere, and
+the session does what it is told:
 
-Access (authenticate, token expiry, re-authenticate) is `SessionAccess`, its base class in
-server/browser/session_access.py. Until a socket has authenticated (and while its token is expired)
-it receives no event at all.
+- delivery by `DeliveryState` (server/browser/delivery.py), whose commands (write, wake,
+  attach, detach) `_run` performs;
+- access by `SessionAccess` (server/browser/session_access.py), an object the session holds,
+  whose deadlines (authenticate, token expiry, re-authenticate) are loop timers, not tasks.
+
+A session is the bus `Listener` of the channels it subscribes to, through the gateway's
+`SocketFanout` (server/browser/fanout.py), which also writes a streaming socket's updates
+itself. Until the socket has authenticated (and while its token is expired) it gets no event.
+What a session needs of its gateway is `SessionContext`; it never imports the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Set as AbstractSet
-from dataclasses import replace
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from starlette.websockets import WebSocket
+from starlette.types import Message, Scope
 
 from server import metrics
 from server.access.policy import LIMIT_HITS
-from server.access.tokens import ANONYMOUS, Grant
+from server.access.tokens import Grant
 from server.browser._waitable import Flag
+from server.browser.config import GatewayConfig
+from server.browser.delivery import Attach, Command, DeliveryState, Detach, Wake, Write
+from server.browser.fanout import SocketFanout
 from server.browser.limits import Admission, MessageRate
-from server.browser.outbox import Outbox, OutboxFull
+from server.browser.outbox import OutboxFull
 from server.browser.protocol import (
     CLOSE_FRAME_TOO_BIG,
     CLOSE_POLICY,
@@ -43,36 +49,52 @@ from server.browser.protocol import (
     parse_client_message,
 )
 from server.browser.session_access import SessionAccess
-from server.browser.ws_protocol import FRAME_WRITER, FrameWriter
-from server.bus import BusUnavailable, Delivery, contact_channel, queue_channel
-from server.bus.channel import Sink
+from server.browser.ws_protocol import FRAME_WRITER, FrameWriter, Sink
+from server.bus import Bus, BusUnavailable, Delivery, contact_channel, queue_channel
 from server.events import ContactEvent, QueueFiguresEvent, as_snapshot, waiting_in
 
-if TYPE_CHECKING:
-    from server.browser.gateway import Gateway
-
-
-# Shared by every session's sets until they get a member.
 _NOTHING: frozenset[str] = frozenset()
 
 
-class ClientSession(SessionAccess):
-    """One WebSocket client: its subscriptions, its outbox, its receive and send loops."""
+class Watchers(Protocol):
+    """The poller, as a session sees it."""
 
-    # Thousands per process: slots keep each one small and its hot fields close together.
+    def watch(self, instance: str, contact: str, stored: ContactEvent | None) -> bool:
+        """A socket wants this contact; False if it has ended (nothing to poll)."""
+
+    def unwatch(self, contact: str) -> None: ...
+
+
+class ClientSocket(Protocol):
+    """What a session uses of Starlette's `WebSocket`."""
+
+    @property
+    def scope(self) -> Scope: ...
+
+    async def receive(self) -> Message: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What sessions need of their gateway: one per gateway, shared by all of them."""
+
+    config: GatewayConfig
+    bus: Bus  # the stored states
+    fanout: SocketFanout  # subscriptions and the write-through
+    watchers: Watchers
+
+
+class ClientSession:
+    """One WebSocket client: its delivery state, its access, its receive and send loops."""
+
+    # Thousands per process: slots keep each one small.
     __slots__ = (
-        "_attached",
-        "_figures_seq",
-        "_finished",
-        "_gateway",
-        "_handling",
-        "_last_seq",
-        "_latest",
+        "_access",
+        "_context",
         "_loop",
-        "_marked_stale",
         "_rate",
-        "_receiving",
-        "_sending",
         "_sink",
         "_wake",
         "_watching",
@@ -80,60 +102,93 @@ class ClientSession(SessionAccess):
         "_ws",
         "close_code",
         "close_reason",
-        "contacts",
-        "outbox",
-        "queues",
-        "streaming",
+        "state",
     )
 
-    def __init__(self, gateway: Gateway, websocket: WebSocket) -> None:
-        self._gateway = gateway
+    def __init__(self, context: SessionContext, websocket: ClientSocket) -> None:
+        self._context = context
         self._ws = websocket
-        config = gateway.config
+        config = context.config
         self._loop = asyncio.get_running_loop()
-        # None until authenticated; anonymous mode grants everything to a silent client.
-        self.grant: Grant | None = ANONYMOUS if config.access.allow_anonymous else None
-        self._expired = False
-        self._expires_at: float | None = None  # loop time the grant runs out
-        self._deadline: asyncio.TimerHandle | None = None
+        self._access = SessionAccess(config, self._loop)
         self._rate = MessageRate(
             config.max_messages_per_second, config.rate_limit_strikes, self._loop.time()
         )
-        self.contacts: dict[str, str] = {}  # contact -> instance
-        # Sets that most sockets never fill start as one shared empty frozenset and are
-        # replaced, not mutated (an empty set is 216 bytes per socket; changes are rare).
-        self.queues: AbstractSet[str] = _NOTHING
-        self._watching: AbstractSet[str] = _NOTHING
-        self._last_seq: dict[str, int] = {}
-        self._latest: dict[str, ContactEvent] = {}  # to mark stale while the bus is down
-        self._marked_stale: AbstractSet[str] = _NOTHING
-        self._finished: AbstractSet[str] = _NOTHING  # contact subscriptions that got `ended`
-        self._figures_seq: dict[str, int] | None = None  # queue -> seq of its figures sent
-        self.outbox = Outbox()
-        # Set while the send loop holds a frame it took from the outbox (a frame written
-        # directly meanwhile would overtake it), and while a request is being handled (its
-        # answers, e.g. a pong after a subscribe, go first among what is pending).
-        self._sending = False
-        self._handling = False
         extensions = websocket.scope.get("extensions") or {}
         self._writer: FrameWriter | None = extensions.get(FRAME_WRITER)
-        self._wake = Flag()
-        # True while nothing stands between a bus event and the socket: authenticated, no
-        # queue subscription, nothing pending or being sent, no request being handled, no
-        # contact shown stale. Every change that can make it false wakes the send loop (or
-        # sets `_handling`), which clears it; only the idle send loop and the end of a
-        # request set it again (`_update_streaming`). While it holds, each subscribed contact
-        # whose newest update the client has is attached to the bus (`_attach`).
-        self.streaming = False
-        # While streaming: the socket's sink, lent by its protocol, and the contacts whose
-        # updates the bus writes to it (`Bus.attach`).
+        self.state = DeliveryState(
+            frame_writer=self._writer is not None, authorized=self._access.admits_events
+        )
+        # The socket's sink, lent by its protocol while the fan-out may write to it.
         self._sink: Sink | None = None
-        self._attached: AbstractSet[str] = _NOTHING
-        self._receiving = True  # False once the receive loop has ended
+        self._watching: AbstractSet[str] = _NOTHING  # contacts this socket asked the poller for
+        self._wake = Flag()
         self.close_code: int | None = None
         self.close_reason = ""
 
-    # -- bus listener ----------------------------------------------------------------------
+    @property
+    def queues(self) -> AbstractSet[str]:
+        return self.state.queues
+
+    @property
+    def grant(self) -> Grant | None:
+        return self._access.grant
+
+    # -- what the delivery state says to do ------------------------------------------------
+
+    def _run(self, command: Command | None) -> None:
+        if command is None:
+            return
+        if isinstance(command, Write):
+            self._write(command)
+        elif isinstance(command, Wake):
+            for contact in command.detach:
+                self._detach(contact)
+            if command.coalesced:
+                metrics.OUTBOX_COALESCED.inc()
+            self._wake.set()
+        elif isinstance(command, Attach):
+            self._attach(command)
+        elif isinstance(command, Detach):
+            for contact in command.contacts:
+                self._detach(contact)
+
+    def _write(self, write: Write) -> None:
+        writer = self._writer
+        fanout = self._context.fanout
+        if writer is not None and writer.write_frame(fanout.frames.frame(write.text)):
+            # Nothing was waiting and the socket took it: no task step, no re-framing.
+            fanout.count_written()
+            self._run(self.state.written(write.event))
+        else:
+            self._run(self.state.refused(write.event, write.text))
+
+    def _attach(self, attach: Attach) -> None:
+        if self._sink is None:
+            if self._writer is None:
+                return
+            self._sink = self._writer.frame_sink(self._sink_lost)
+            if self._sink is None:
+                return
+        # A token that runs out is stopped by its timer, which detaches; an update fanned
+        # out in the same loop turn may still go (the token's leeway covers it).
+        fanout, sink, state = self._context.fanout, self._sink, self.state
+        for contact, holds in attach.holds:
+            if fanout.attach(
+                contact_channel(contact), self, holds, sink, partial(state.detached, contact)
+            ):
+                state.attached(contact)
+
+    def _detach(self, contact: str) -> None:
+        latest = self._context.fanout.detach(contact_channel(contact), self)
+        self.state.detached(contact, latest)
+
+    def _sink_lost(self) -> None:
+        # The socket stopped taking frames directly (full buffer, a client message, a close).
+        self._sink = None
+        self._run(self.state.sink_lost())
+
+    # -- the bus, through the fan-out ------------------------------------------------------
 
     def deliver(self, delivery: Delivery) -> None:
         event = delivery.event
@@ -142,199 +197,102 @@ class ClientSession(SessionAccess):
         else:
             self.offer(event, delivery.text, direct=True)
 
-    # -- attached: the bus writes this socket's frames (server/bus/channel.py) ---------------
-
-    def _attach(self, contact: str) -> None:
-        if self._sink is None:
-            if self._writer is None:
-                return
-            self._sink = self._writer.frame_sink(self._sink_blocked)
-            if self._sink is None:
-                return
-        # A token that runs out is stopped by its timer (`_expire`), which detaches; an
-        # update dispatched in the same loop turn may still go (the token's leeway covers it).
-        last = self._last_seq.get(contact, 0)
-        if last and self._gateway.bus.attach(
-            contact_channel(contact), self, last, self._sink, partial(self._detached, contact)
-        ):
-            self._attached = self._attached | {contact}
-
-    def _detached(self, contact: str, latest: ContactEvent | None) -> None:
-        """The bus stopped writing `contact`'s updates: hold what it wrote, as `deliver` would."""
-        self._attached = self._attached - {contact}
-        if latest is not None and latest.seq > self._last_seq.get(contact, 0):
-            self._last_seq[contact] = latest.seq
-            self._latest[contact] = latest
-
-    def _detach(self, contact: str) -> None:
-        if contact in self._attached:
-            self._detached(contact, self._gateway.bus.detach(contact_channel(contact), self))
-
-    def _detach_all(self) -> None:
-        for contact in self._attached:
-            self._detach(contact)
-
-    def _sink_blocked(self) -> None:
-        # The socket stopped taking frames directly (full buffer, a client message, a close).
-        self._sink = None
-        self._wake_sender()
-
-    def _update_streaming(self) -> None:
-        self.streaming = (
-            self._writer is not None
-            and self.grant is not None
-            and not self._expired
-            and not self._sending
-            and not self._handling
-            and self._receiving
-            and self.close_code is None
-            and not self.queues
-            and not self._marked_stale
-            and not self.outbox
-        )
-        if self.streaming:
-            for contact in self.contacts:
-                if contact not in self._attached:
-                    self._attach(contact)
-
-    def _wake_sender(self) -> None:
-        """Something is for the send loop to do: until it is done, events take `offer`."""
-        self.streaming = False
-        if self._attached:
-            self._detach_all()
-        self._wake.set()
-
     def offer(
         self, event: ContactEvent, text: str, *, refresh: bool = False, direct: bool = False
     ) -> None:
-        """Queue an event unless this client has it (or a newer one) already, or may not
-        receive events now (not authenticated, or its token expired).
-
-        Args:
-            refresh: after an outage, a state with the seq the client has is sent again if
-                the client was shown it as stale meanwhile.
-            direct: a bus delivery, which may be written to the socket at once when nothing
-                is waiting in the outbox and no request is being handled. Answers to a
-                request (snapshots after a subscribe) go through the outbox, so that control
-                frames (a pong, an error) still go first among what is pending.
-        """
-        if self.grant is None or self._expired:
+        """An event for this client (`DeliveryState.offer`), unless its token ran out."""
+        if self._access.lapsed(self):
             return
-        if self._expires_at is not None and self._loop.time() >= self._expires_at:
-            self._expire()  # the timer has not run yet; the clock is what counts
-            return
-        contact = event.contact
-        subscribed = contact in self.contacts
-        if not subscribed and event.queue not in self.queues:
-            return
-        last = self._last_seq.get(contact, 0)
-        if event.seq < last or (
-            event.seq == last and not (refresh and contact in self._marked_stale)
-        ):
-            return
-        if contact in self._marked_stale:
-            self._marked_stale = self._marked_stale - {contact}
-        if last == 0 and event.type == "update":
-            # The first state this client gets of a contact is a snapshot, even when an
-            # update overtook the stored state between subscribing and reading it.
-            event = as_snapshot(event)
-            text = event.encode().decode()
-        writer = self._writer
-        if (
-            direct
-            and writer is not None
-            and not self._sending
-            and not self._handling
-            and not self.outbox
-            and writer.write_frame(self._gateway.bus.encode(text))
-        ):
-            # Nothing is waiting and the socket takes it now: no task step, no re-framing.
-            self._gateway.count_written()
-            queued = False
-        else:
-            if self.outbox.put_event(event, text):
-                metrics.OUTBOX_COALESCED.inc()
-            queued = True
-        ended = event.type == "ended"
-        if ended:
-            self._latest.pop(contact, None)
-            if subscribed:
-                self._finished = self._finished | {contact}
-                self._last_seq[contact] = event.seq
-            else:
-                self._last_seq.pop(contact, None)  # a queue member left; forget it
-        else:
-            self._last_seq[contact] = event.seq
-            self._latest[contact] = event
-        if queued or ended:
-            self._wake_sender()
-        elif self.streaming and subscribed:
-            # It holds the newest update now: the bus can write the next ones itself.
-            self._attach(contact)
+        self._run(self.state.offer(event, text, refresh=refresh, direct=direct))
 
     def offer_figures(self, event: QueueFiguresEvent, text: str) -> None:
-        """Queue a subscribed queue's figures unless this client has these or newer ones.
-
-        They go through the outbox (latest per queue wins): a socket with a queue
-        subscription never streams anyway.
-        """
-        if self.grant is None or self._expired or event.queue not in self.queues:
+        """A queue's figures for this client (`DeliveryState.offer_figures`)."""
+        if self._access.lapsed(self):
             return
-        if self._expires_at is not None and self._loop.time() >= self._expires_at:
-            self._expire()
-            return
-        sent = self._figures_seq
-        if sent is None:
-            sent = self._figures_seq = {}
-        if event.seq <= sent.get(event.queue, 0):
-            return
-        sent[event.queue] = event.seq
-        if self.outbox.put_figures(event.queue, text):
-            metrics.OUTBOX_COALESCED.inc()
-        self._wake_sender()
+        self._run(self.state.offer_figures(event, text))
 
     def mark_stale(self) -> None:
-        """The bus is down: show every state this client holds as stale, same seq (the
-        values are unchanged; only `stale` differs), until fresh states come back."""
-        if self.grant is None or self._expired:
-            return
-        self._detach_all()
-        for contact, event in self._latest.items():
-            if not event.stale:
-                stale = replace(event, stale=True)
-                self.outbox.put_event(stale, stale.encode().decode())
-                self._marked_stale = self._marked_stale | {contact}
-        if self._marked_stale:
-            self._wake_sender()
+        """The bus is down: show every state this client holds as stale."""
+        self._run(self.state.bus_lost())
+
+    def take_back_writers(self) -> None:
+        """Make the fan-out hand back what it wrote to this socket (before `known_seqs`)."""
+        self._run(self.state.take_back())
 
     def known_seqs(self) -> dict[str, int]:
-        """The highest seq this client holds per contact (or asked to resume from)."""
-        self._detach_all()  # what the bus wrote counts too; it re-attaches when it can
-        return dict(self._last_seq)
+        """The highest seq this client holds per contact (or asked to resume from); what the
+        fan-out wrote counts once `take_back_writers` has run."""
+        return self.state.known_seqs()
 
-    # -- control ---------------------------------------------------------------------------
+    # -- what the access asks of the session (`AccessOwner`) -------------------------------
+
+    async def start(self, bearer: str | None) -> None:
+        """Authenticate with the handshake's token, or give the client `auth_timeout`."""
+        await self._access.start(bearer, self)
+
+    def cancel_deadline(self) -> None:
+        self._access.cancel_deadline()
+
+    def send_error(self, code: str, message: str, contact: str | None = None) -> None:
+        metrics.CLIENT_ERRORS.labels(code).inc()
+        self.send_control(error_frame(code, message, contact))
+
+    def send_control(self, frame: str) -> None:
+        try:
+            command = self.state.queue_control(frame)
+        except OutboxFull:
+            self.request_close(CLOSE_POLICY, "too many unread replies")
+            return
+        self._run(command)
 
     def request_close(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-        self._wake_sender()
+        self._run(self.state.close_requested())
 
-    def _send_error(self, code: str, message: str, contact: str | None = None) -> None:
-        metrics.CLIENT_ERRORS.labels(code).inc()
-        self._send_control(error_frame(code, message, contact))
+    def token_expired(self) -> None:
+        self._run(self.state.suspend())
 
-    def _send_control(self, frame: str) -> None:
+    async def granted(self, grant: Grant, resuming: bool) -> None:
+        self.state.authorize()
+        await self._drop_outside(grant)
+        if resuming:
+            await self._resend_snapshots()
+
+    async def _drop_outside(self, grant: Grant) -> None:
+        """A new token may allow less than the last one: release what it does not cover."""
+        state = self.state
+        contacts = [c for c, i in state.contacts.items() if not grant.allows_contact(c, i)]
+        queues = [q for q in state.queues if not grant.allows_queue(q)]
+        for contact in contacts:
+            await self._release_contact(contact)
+        for queue in queues:
+            await self._release_queue(queue)
+        if contacts or queues:
+            self.send_error("forbidden", "subscriptions the new token does not allow were ended")
+
+    async def _resend_snapshots(self) -> None:
+        """After a re-auth: the current state of everything subscribed, as snapshots."""
+        state, bus = self.state, self._context.bus
+        contacts = state.resumable()
         try:
-            self.outbox.put_control(frame)
-        except OutboxFull:
-            self.request_close(CLOSE_POLICY, "too many unread replies")
+            state.forget_seqs(contacts)
+            states = [s for s in await bus.read_states(contacts) if s is not None]
+            for queue in tuple(state.queues):
+                members = [m for m in await bus.queue_members(queue) if m not in state.contacts]
+                state.forget_seqs(members)
+                states.extend(waiting_in(queue, await bus.read_states(members)))
+        except BusUnavailable:
+            self.send_error("unavailable", "the event bus is unreachable; resubscribe")
             return
-        self._wake_sender()
+        for stored in states:
+            shown = as_snapshot(stored)
+            self.offer(shown, shown.encode().decode())
 
     # -- loops -----------------------------------------------------------------------------
 
     async def receive_loop(self) -> None:
-        config = self._gateway.config
+        config = self._context.config
         while self.close_code is None:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -346,11 +304,11 @@ class ClientSession(SessionAccess):
                 LIMIT_HITS.labels("message_rate").inc()
                 if admission is Admission.CLOSE:
                     LIMIT_HITS.labels("message_rate_close").inc()
-                    self._send_error("rate_limited", "too many messages; closing")
+                    self.send_error("rate_limited", "too many messages; closing")
                     self.request_close(CLOSE_POLICY, "rate limit")
                     return
                 if admission is Admission.DROP_AND_TELL:
-                    self._send_error(
+                    self.send_error(
                         "rate_limited",
                         f"at most {config.max_messages_per_second:g} messages per second; "
                         "messages over it are dropped",
@@ -362,107 +320,106 @@ class ClientSession(SessionAccess):
                     raise ProtocolError("bad_message", "send JSON text frames, not binary")
                 request = parse_client_message(text)
             except ProtocolError as exc:
-                self._send_error(exc.code, exc.message, exc.contact)
+                self.send_error(exc.code, exc.message, exc.contact)
                 continue
-            self._handling = True
-            self.streaming = False
-            self._detach_all()
+            self._run(self.state.request_started())
             try:
                 await self._handle(request)
             finally:
-                self._handling = False
-                self._update_streaming()
+                self._run(self.state.request_finished())
 
     def receive_ended(self, _task: asyncio.Task[None]) -> None:
         """Done-callback of the receive loop's task: the send loop stops at its next turn."""
-        self._receiving = False
-        self._wake_sender()
+        self._run(self.state.receive_ended())
 
     async def send_loop(self) -> None:
-        send_timeout = self._gateway.config.send_timeout
-        loop = asyncio.get_running_loop()
+        send_timeout = self._context.config.send_timeout
+        state = self.state
+        loop = self._loop
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if not self._receiving:
+            if not state.receiving:
                 return
-            if self._finished:
-                await self._release_finished()
+            finished = state.take_finished()
+            if finished:
+                await self._release_finished(finished)
             try:
                 # One timeout moved per frame: `wait_for` would make a task per frame, which
                 # was 40% of the gateway's CPU at 10,000 frames/s (docs/benchmarks.md).
                 async with asyncio.timeout(None) as deadline:
-                    while (frame := self.outbox.pop()) is not None:
-                        self._sending = True
+                    while (frame := state.next_frame()) is not None:
                         deadline.reschedule(loop.time() + send_timeout)
                         await self._ws.send_text(frame)
-                        self._sending = False
+                        state.frame_sent()
                         metrics.FRAMES_SENT.inc()
             except TimeoutError:
                 self.request_close(CLOSE_TRY_AGAIN_LATER, "client too slow to read")
                 return
             finally:
-                self._sending = False
+                state.frame_sent()
             if self.close_code is not None:
                 return
-            self._update_streaming()
+            self._run(state.try_stream())
 
     # -- requests --------------------------------------------------------------------------
 
     async def _handle(self, request: ClientMessage) -> None:
+        access = self._access
+        grant = access.grant
         if isinstance(request, Ping):
-            self._send_control(PONG)
+            self.send_control(PONG)
         elif isinstance(request, Auth):
-            await self._authenticate(request.token)
-        elif self.grant is None:
+            await access.authenticate(request.token, self)
+        elif grant is None:
             LIMIT_HITS.labels("unauthenticated").inc()
-            self._send_error("unauthorized", 'authenticate first: {"op":"auth","token":...}')
+            self.send_error("unauthorized", 'authenticate first: {"op":"auth","token":...}')
             self.request_close(CLOSE_POLICY, "unauthorized")
         elif isinstance(request, Unsubscribe):
             if request.contact is not None:
                 await self._release_contact(request.contact)
             elif request.queue is not None:
                 await self._release_queue(request.queue)
-        elif self._expired:
-            self._send_error("token_expired", "the token expired; send a new one with op auth")
+        elif access.expired:
+            self.send_error("token_expired", "the token expired; send a new one with op auth")
         elif request.contact is not None:
-            if not self.grant.allows_contact(request.contact, request.instance):
-                self._forbidden()
+            if not grant.allows_contact(request.contact, request.instance):
+                access.forbidden(self)
                 return
-            instance = request.instance or self.grant.instance
+            instance = request.instance or grant.instance
             await self._subscribe_contact(request.contact, instance, request.since)
         elif request.queue is not None:
-            if not self.grant.allows_queue(request.queue):
-                self._forbidden()
+            if not grant.allows_queue(request.queue):
+                access.forbidden(self)
                 return
-            await self._subscribe_queue(request.queue, request.since)
+            await self._subscribe_queue(request.queue)
 
     def _room_for_one_more(self) -> bool:
-        if len(self.contacts) + len(self.queues) >= self._gateway.config.max_subscriptions:
-            self._send_error("too_many_subscriptions", "unsubscribe from something first")
+        if self.state.subscriptions >= self._context.config.max_subscriptions:
+            self.send_error("too_many_subscriptions", "unsubscribe from something first")
             return False
         return True
 
     async def _subscribe_contact(self, contact: str, instance: str | None, since: int) -> None:
-        if contact in self.contacts:
-            return  # already streaming; a second subscribe changes nothing
-        instance = instance or self._gateway.config.default_instance
+        state = self.state
+        if contact in state.contacts:
+            return  # already subscribed; a second subscribe changes nothing
+        instance = instance or self._context.config.default_instance
         if instance is None:
-            self._send_error("bad_instance", "name the `instance` of the contact", contact)
+            self.send_error("bad_instance", "name the `instance` of the contact", contact)
             return
         if not self._room_for_one_more():
             return
-        bus, poller = self._gateway.bus, self._gateway.poller
-        self.contacts[contact] = instance
-        self._last_seq[contact] = max(self._last_seq.get(contact, 0), since)
+        state.add_contact(contact, instance, since)
+        bus = self._context.bus
         try:
             # Subscribe first, then read the stored state: an event committed in between
             # arrives both ways, and the seq check keeps only the newer.
-            await bus.subscribe(contact_channel(contact), self)
+            await self._context.fanout.subscribe(contact_channel(contact), self)
             [stored] = await bus.read_states([contact])
         except BusUnavailable:
             await self._release_contact(contact)
-            self._send_error("unavailable", "the event bus is unreachable; retry", contact)
+            self.send_error("unavailable", "the event bus is unreachable; retry", contact)
             return
         metrics.SUBSCRIPTIONS.inc()
         if stored is not None:
@@ -470,28 +427,29 @@ class ClientSession(SessionAccess):
             self.offer(shown, shown.encode().decode())
             if stored.ended:
                 return  # a tombstone: tell the client, never poll it again
-        if poller.watch(instance, contact, stored):
+        if self._context.watchers.watch(instance, contact, stored):
             self._watching = self._watching | {contact}
 
-    async def _subscribe_queue(self, queue: str, since: int) -> None:
-        del since  # a queue has no seq of its own; each contact's seq is checked instead
-        if queue in self.queues:
+    async def _subscribe_queue(self, queue: str) -> None:
+        # A queue has no seq of its own (a `since` is ignored); each contact's is checked.
+        state = self.state
+        if queue in state.queues:
             return
         if not self._room_for_one_more():
             return
-        bus = self._gateway.bus
-        self.queues = self.queues | {queue}
+        state.add_queue(queue)
+        bus = self._context.bus
         try:
-            await bus.subscribe(queue_channel(queue), self)
+            await self._context.fanout.subscribe(queue_channel(queue), self)
             members = await bus.queue_members(queue)
             states = await bus.read_states(members)
         except BusUnavailable:
             await self._release_queue(queue)
-            self._send_error("unavailable", "the event bus is unreachable; retry")
+            self.send_error("unavailable", "the event bus is unreachable; retry")
             return
         metrics.SUBSCRIPTIONS.inc()
-        for state in waiting_in(queue, states):
-            shown = as_snapshot(state)
+        for stored in waiting_in(queue, states):
+            shown = as_snapshot(stored)
             self.offer(shown, shown.encode().decode())
         try:
             [figures] = await bus.read_queue_figures([queue])
@@ -501,47 +459,35 @@ class ClientSession(SessionAccess):
             self.offer_figures(figures, figures.encode().decode())
 
     async def _release_contact(self, contact: str) -> None:
-        if contact not in self.contacts:
+        if contact not in self.state.contacts:
             return
-        self._detach(contact)
-        del self.contacts[contact]
+        self._run(self.state.release_contact(contact))
         metrics.SUBSCRIPTIONS.dec()
-        self.outbox.discard(contact)
-        self._finished = self._finished - {contact}
-        self._latest.pop(contact, None)
-        self._marked_stale = self._marked_stale - {contact}
-        if contact in self._watching:
-            self._watching = self._watching - {contact}
-            self._gateway.poller.unwatch(contact)
-        with contextlib.suppress(BusUnavailable):
-            await self._gateway.bus.unsubscribe(contact_channel(contact), self)
+        self._unwatch(contact)
+        await self._context.fanout.unsubscribe(contact_channel(contact), self)
 
     async def _release_queue(self, queue: str) -> None:
-        if queue not in self.queues:
+        if queue not in self.state.queues:
             return
-        self.queues = self.queues - {queue}
-        if self._figures_seq is not None:
-            self._figures_seq.pop(queue, None)
-        self.outbox.discard_figures(queue)
+        self.state.release_queue(queue)
         metrics.SUBSCRIPTIONS.dec()
-        with contextlib.suppress(BusUnavailable):
-            await self._gateway.bus.unsubscribe(queue_channel(queue), self)
+        await self._context.fanout.unsubscribe(queue_channel(queue), self)
 
-    async def _release_finished(self) -> None:
-        finished, self._finished = self._finished, _NOTHING
+    async def _release_finished(self, finished: AbstractSet[str]) -> None:
         for contact in finished:
-            # Keep the `ended` frame queued: only the subscription goes.
-            self._detach(contact)
-            self.contacts.pop(contact, None)
+            # The `ended` frame stays queued: only the subscription goes.
+            self._run(self.state.end_contact(contact))
             metrics.SUBSCRIPTIONS.dec()
-            if contact in self._watching:
-                self._watching = self._watching - {contact}
-                self._gateway.poller.unwatch(contact)
-            with contextlib.suppress(BusUnavailable):
-                await self._gateway.bus.unsubscribe(contact_channel(contact), self)
+            self._unwatch(contact)
+            await self._context.fanout.unsubscribe(contact_channel(contact), self)
+
+    def _unwatch(self, contact: str) -> None:
+        if contact in self._watching:
+            self._watching = self._watching - {contact}
+            self._context.watchers.unwatch(contact)
 
     async def release_all(self) -> None:
-        for contact in list(self.contacts):
+        for contact in list(self.state.contacts):
             await self._release_contact(contact)
-        for queue in list(self.queues):
+        for queue in list(self.state.queues):
             await self._release_queue(queue)

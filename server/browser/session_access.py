@@ -1,13 +1,15 @@
-"""The access half of a WebSocket session: authenticate, expire, re-authenticate.
+"""A WebSocket session's access: authenticate, expire, re-authenticate.
 
 A socket authenticates with its first message (`{"op":"auth","token":...}`) or the
 `bearer.<token>` subprotocol, within `auth_timeout`, and from then on may subscribe only to
 what its token's `Grant` allows. When the token runs out the stream stops (subscriptions are
 kept) and the client has `reauth_timeout` to send a new one, which may allow less: what it
-does not cover is released. The deadlines are loop timers, not tasks.
+does not cover is released (by the session, told through `AccessOwner.granted`). The
+deadlines are loop timers, not tasks.
 
-`SessionAccess` is a base class of `ClientSession` (server/browser/session.py), apart so that each
-file holds one concept; its slots hold the access state, which the session's `__init__` sets.
+`SessionAccess` is an object the session holds; what it needs of the session is the small
+`AccessOwner` protocol, passed to each call rather than stored, so that an access holds no
+reference back to its session (only a pending timer does, until `cancel_deadline`).
 """
 
 from __future__ import annotations
@@ -16,156 +18,135 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from server.access.policy import AUTH_RESULTS, LIMIT_HITS
-from server.access.tokens import Grant, TokenError
-from server.browser.outbox import Outbox
+from server.access.tokens import ANONYMOUS, Grant, TokenError
+from server.browser.config import GatewayConfig
 from server.browser.protocol import CLOSE_POLICY
-from server.bus import BusUnavailable
-from server.events import as_snapshot, waiting_in
 
-if TYPE_CHECKING:
-    from server.browser.gateway import Gateway
-    from server.events import ContactEvent
+
+class AccessOwner(Protocol):
+    """What `SessionAccess` needs of its session."""
+
+    def send_error(self, code: str, message: str, contact: str | None = None) -> None: ...
+
+    def send_control(self, frame: str) -> None: ...
+
+    def request_close(self, code: int, reason: str) -> None: ...
+
+    def token_expired(self) -> None:
+        """Stop sending events (the subscriptions stay)."""
+
+    async def granted(self, grant: Grant, resuming: bool) -> None:
+        """After an authentication: release what `grant` does not cover; if `resuming` (the
+        token had expired), send what was missed meanwhile."""
 
 
 class SessionAccess:
-    """Authentication and token expiry of one socket (see the module docstring)."""
+    """One socket's grant and the deadline it waits on (see the module docstring)."""
 
-    # Set up by `ClientSession.__init__`.
-    __slots__ = ("_deadline", "_expired", "_expires_at", "grant")
-    grant: Grant | None  # None until authenticated
-    _expired: bool
-    _expires_at: float | None  # loop time the grant runs out
-    _deadline: asyncio.TimerHandle | None  # authenticate, token expiry or re-authenticate
+    __slots__ = ("_config", "_deadline", "_expires_at", "_loop", "expired", "grant")
 
-    if TYPE_CHECKING:
-        # Provided by `ClientSession`.
-        _gateway: Gateway
-        _loop: asyncio.AbstractEventLoop
-        outbox: Outbox
-        contacts: dict[str, str]
-        queues: AbstractSet[str]
-        _finished: AbstractSet[str]
-        _last_seq: dict[str, int]
+    def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self._config = config
+        self._loop = loop
+        # None until authenticated; anonymous mode grants everything to a silent client.
+        self.grant: Grant | None = ANONYMOUS if config.access.allow_anonymous else None
+        self.expired = False
+        self._expires_at: float | None = None  # loop time the grant runs out
+        self._deadline: asyncio.TimerHandle | None = None
 
-        def _send_error(self, code: str, message: str, contact: str | None = None) -> None: ...
-        def _send_control(self, frame: str) -> None: ...
-        def request_close(self, code: int, reason: str) -> None: ...
-        async def _release_contact(self, contact: str) -> None: ...
-        async def _release_queue(self, queue: str) -> None: ...
-        def offer(
-            self, event: ContactEvent, text: str, *, refresh: bool = False, direct: bool = False
-        ) -> None: ...
+    @property
+    def admits_events(self) -> bool:
+        """Authenticated, and the token has not expired."""
+        return self.grant is not None and not self.expired
 
-    async def start(self, bearer: str | None) -> None:
+    async def start(self, bearer: str | None, owner: AccessOwner) -> None:
         """Authenticate with the handshake's token, or give the client `auth_timeout`."""
         if bearer is not None:
-            await self._authenticate(bearer)
+            await self.authenticate(bearer, owner)
         elif self.grant is None:
-            self._set_deadline(self._gateway.config.auth_timeout, self._auth_timed_out)
+            self._set_deadline(self._config.auth_timeout, self._auth_timed_out, owner)
 
-    def _set_deadline(self, delay: float, callback: Callable[[], None]) -> None:
-        self.cancel_deadline()
-        self._deadline = self._loop.call_later(max(0.0, delay), callback)
+    def lapsed(self, owner: AccessOwner) -> bool:
+        """Whether the token has run out by the clock, even if its timer has not run yet
+        (the clock is what counts); expires it if so."""
+        expires_at = self._expires_at
+        if expires_at is not None and self._loop.time() >= expires_at:
+            self._expire(owner)
+            return True
+        return False
 
     def cancel_deadline(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _auth_timed_out(self) -> None:
-        self._deadline = None
-        if self.grant is None:
-            LIMIT_HITS.labels("auth_timeout").inc()
-            self._send_error("unauthorized", 'authenticate first: {"op":"auth","token":...}')
-            self.request_close(CLOSE_POLICY, "authentication timeout")
-
-    def _reauth_timed_out(self) -> None:
-        self._deadline = None
-        if self._expired:
-            LIMIT_HITS.labels("reauth_timeout").inc()
-            self.request_close(CLOSE_POLICY, "token expired")
-
-    def _expire(self) -> None:
-        """The token ran out: stop the stream, keep the subscriptions for a re-auth."""
-        self._deadline = None
-        if self._expired or self.grant is None:
-            return
-        self._expired = True
-        self._expires_at = None
-        # Events already queued are not for an expired client either; pending control
-        # frames (a pong, an error) go with them.
-        self.outbox.clear()
-        LIMIT_HITS.labels("token_expired").inc()
-        self._send_error("token_expired", "the token expired; send a new one with op auth")
-        self._set_deadline(self._gateway.config.reauth_timeout, self._reauth_timed_out)
-
-    async def _authenticate(self, token: str) -> None:
-        access = self._gateway.config.access
+    async def authenticate(self, token: str, owner: AccessOwner) -> None:
+        access = self._config.access
         if not access.verifier.enabled:
-            self._send_error("unsupported", "this server has no token keys (anonymous mode)")
+            owner.send_error("unsupported", "this server has no token keys (anonymous mode)")
             return
         try:
             grant = access.verifier.verify(token)
         except TokenError as exc:
             AUTH_RESULTS.labels(exc.outcome).inc()
-            self._send_error("unauthorized", exc.message)
-            self.request_close(CLOSE_POLICY, "unauthorized")
+            owner.send_error("unauthorized", exc.message)
+            owner.request_close(CLOSE_POLICY, "unauthorized")
             return
         AUTH_RESULTS.labels("ok").inc()
-        resuming = self._expired
-        self.grant, self._expired = grant, False
+        resuming = self.expired
+        self.grant, self.expired = grant, False
         self.cancel_deadline()
         self._expires_at = None
         if grant.exp is not None:
             remaining = grant.exp + access.verifier.leeway - time.time()
             self._expires_at = self._loop.time() + remaining
-            self._set_deadline(remaining, self._expire)
-        self._send_control(
+            self._set_deadline(remaining, self._expire, owner)
+        owner.send_control(
             json.dumps(
                 {"type": "authenticated", "scope": grant.scope, "exp": grant.exp},
                 separators=(",", ":"),
             )
         )
-        await self._drop_outside(grant)
-        if resuming:
-            await self._resend_snapshots()
+        await owner.granted(grant, resuming)
 
-    async def _drop_outside(self, grant: Grant) -> None:
-        """A new token may allow less than the last one: release what it does not cover."""
-        contacts = [c for c, i in self.contacts.items() if not grant.allows_contact(c, i)]
-        queues = [q for q in self.queues if not grant.allows_queue(q)]
-        for contact in contacts:
-            await self._release_contact(contact)
-        for queue in queues:
-            await self._release_queue(queue)
-        if contacts or queues:
-            self._send_error("forbidden", "subscriptions the new token does not allow were ended")
-
-    async def _resend_snapshots(self) -> None:
-        """After a re-auth: the current state of everything subscribed, as snapshots."""
-        contacts = [c for c in self.contacts if c not in self._finished]
-        bus = self._gateway.bus
-        try:
-            for contact in contacts:
-                self._last_seq.pop(contact, None)
-            states = [s for s in await bus.read_states(contacts) if s is not None]
-            for queue in tuple(self.queues):
-                members = [m for m in await bus.queue_members(queue) if m not in self.contacts]
-                for member in members:
-                    self._last_seq.pop(member, None)
-                states.extend(waiting_in(queue, await bus.read_states(members)))
-        except BusUnavailable:
-            self._send_error("unavailable", "the event bus is unreachable; resubscribe")
-            return
-        for state in states:
-            shown = as_snapshot(state)
-            self.offer(shown, shown.encode().decode())
-
-    def _forbidden(self) -> None:
+    def forbidden(self, owner: AccessOwner) -> None:
+        """Refuse a subscription the grant does not allow."""
         # The same answer whether or not the contact or queue exists, and without its id.
         LIMIT_HITS.labels("scope").inc()
-        self._send_error("forbidden", "this token does not allow that subscription")
+        owner.send_error("forbidden", "this token does not allow that subscription")
+
+    def _set_deadline(
+        self, delay: float, callback: Callable[[AccessOwner], None], owner: AccessOwner
+    ) -> None:
+        self.cancel_deadline()
+        self._deadline = self._loop.call_later(max(0.0, delay), callback, owner)
+
+    def _auth_timed_out(self, owner: AccessOwner) -> None:
+        self._deadline = None
+        if self.grant is None:
+            LIMIT_HITS.labels("auth_timeout").inc()
+            owner.send_error("unauthorized", 'authenticate first: {"op":"auth","token":...}')
+            owner.request_close(CLOSE_POLICY, "authentication timeout")
+
+    def _reauth_timed_out(self, owner: AccessOwner) -> None:
+        self._deadline = None
+        if self.expired:
+            LIMIT_HITS.labels("reauth_timeout").inc()
+            owner.request_close(CLOSE_POLICY, "token expired")
+
+    def _expire(self, owner: AccessOwner) -> None:
+        """The token ran out: stop the stream, keep the subscriptions for a re-auth."""
+        self._deadline = None
+        if self.expired or self.grant is None:
+            return
+        self.expired = True
+        self._expires_at = None
+        # Events already queued are not for an expired client either; pending control
+        # frames (a pong, an error) go with them.
+        owner.token_expired()
+        LIMIT_HITS.labels("token_expired").inc()
+        owner.send_error("token_expired", "the token expired; send a new one with op auth")
+        self._set_deadline(self._config.reauth_timeout, self._reauth_timed_out, owner)

@@ -9,9 +9,10 @@ the shared bytes as they are.
 Each frame is one `transport.write` (one `send()` system call while the socket's buffer is
 empty). For the steady state the writer also lends out a `Sink` (`frame_sink`) whose `send` is
 the socket's own `send`, valid while the transport's buffer is empty, with a callback for the
-moment the socket stops taking frames that way: the bus then writes frames with no Python per
-socket in between, neither ours nor asyncio's (`transport.write` is ~0.6 us of Python around
-the system call, a sixth of the fan-out's user time; docs/benchmarks.md).
+moment the socket stops taking frames that way: the fan-out (server/browser/fanout.py) then
+writes frames with no Python per socket in between, neither ours nor asyncio's
+(`transport.write` is ~0.6 us of Python around the system call, a sixth of the fan-out's user
+time; docs/benchmarks.md).
 
 Batching a socket's frames until the loop's next turn was tried and dropped: a socket
 gets one frame per fan-out, so batches held one frame and only added bookkeeping
@@ -30,7 +31,7 @@ from asyncio import Transport
 # socket, with nothing between a `send` and the kernel but what the transport buffers.
 from asyncio.selector_events import _SelectorSocketTransport  # type: ignore[attr-defined]
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -40,9 +41,6 @@ from websockets.protocol import State
 from server.access.policy import LIMIT_HITS
 from server.browser._waitable import Flag, MessageQueue
 from server.browser.limits import Admission, MessageRate
-
-if TYPE_CHECKING:
-    from server.bus.channel import Sink
 
 FRAME_WRITER = "queuecast.frames"
 # Bytes a connection may have waiting to be written: well above what the app's own sends
@@ -64,6 +62,19 @@ def text_frame(text: str) -> bytes:
     else:
         header = struct.pack("!BBQ", _FIN_TEXT, 127, length)
     return header + payload
+
+
+class Sink(Protocol):
+    """Where the fan-out writes an attached socket's frames (server/browser/fanout.py)."""
+
+    # Takes what it can of a frame at once and returns how many bytes it took; an OSError
+    # counts as none (a socket's `send`). An attribute, not a method: the fan-out calls it
+    # once per socket and message, so it should be a C function, not a Python wrapper.
+    send: Callable[[bytes], int]
+
+    def finish(self, rest: memoryview) -> None:
+        """Write the rest of a frame `send` did not take whole, after its first bytes, the
+        ordinary way (buffered, or failing the connection); the sink is not used again."""
 
 
 class FrameWriter(Protocol):

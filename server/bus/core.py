@@ -1,11 +1,10 @@
 """The bus core: local fan-out, reference-counted subscriptions and reconnection, done once.
 
 Every event reaches this process through the backend's subscription (even events this process
-committed), is decoded once, and is handed to each local listener with the same text, so the
-WebSocket layer never encodes per socket.
-
-The fan-out itself, including the writers a caught-up listener can attach so that the bus
-writes its frames without calling it, is `Channel` (server/bus/channel.py).
+committed), is decoded once, and is handed to each local listener with the same text
+(`Channel`, server/bus/channel.py), so nothing downstream decodes again. The bus delivers
+events and nothing else: framing them and writing them to sockets is the browser side's
+(server/browser/fanout.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.backoff import Backoff
 from server.bus.base import BusBackend, BusUnavailable, Message
-from server.bus.channel import Channel, Delivery, Detached, Listener, Sink
+from server.bus.channel import Channel, Delivery, Listener
 from server.bus.read_batch import ReadBatcher
 from server.events import (
     ContactEvent,
@@ -43,7 +42,6 @@ class Bus(AsyncCloseable):
         backend: the transport and store.
         reconnect_base: first reconnect delay ceiling, seconds (then doubling, full jitter).
         reconnect_cap: largest reconnect delay ceiling, seconds.
-        encode: what attached writers are given of a message's text.
     """
 
     def __init__(
@@ -52,14 +50,8 @@ class Bus(AsyncCloseable):
         *,
         reconnect_base: float = 0.1,
         reconnect_cap: float = 5.0,
-        encode: Callable[[str], bytes] = str.encode,
     ) -> None:
         self.backend = backend
-        self._encode = encode
-        # The message being fanned out, encoded: every listener gets the same text object, so
-        # writers and listeners that write it themselves share one encoding.
-        self._encoded_text: str | None = None
-        self._encoded = b""
         self._channels: dict[str, Channel] = {}
         self._subscribed: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -118,14 +110,6 @@ class Bus(AsyncCloseable):
     def channels(self) -> Sequence[str]:
         return tuple(self._subscribed)
 
-    def encode(self, text: str) -> bytes:
-        """`text` as attached writers are given it (`encode`), built once for consecutive
-        calls with the same text object."""
-        if text is not self._encoded_text:
-            self._encoded = self._encode(text)
-            self._encoded_text = text
-        return self._encoded
-
     def is_listening(self, channel: str, listener: Listener) -> bool:
         found = self._channels.get(channel)
         return found is not None and listener in found
@@ -166,25 +150,6 @@ class Bus(AsyncCloseable):
                 # On failure the next reconnect subscribes only what is still wanted.
                 with contextlib.suppress(BusUnavailable):
                     await self.backend.unsubscribe(channel)
-
-    def attach(
-        self, channel: str, listener: Listener, holds: int, sink: Sink, detached: Detached
-    ) -> bool:
-        """Write the channel's next updates to `sink` instead of delivering them.
-
-        Only a subscribed listener that holds exactly the newest update dispatched on the
-        channel (`holds` is its seq) can attach: every later update is then new to it. The
-        writer stays until `detach`, `unsubscribe`, an event that must be delivered, or a
-        `send` that does not take a whole frame; the last two call `detached`. Returns
-        whether it attached.
-        """
-        found = self._channels.get(channel)
-        return found is not None and found.attach(listener, holds, sink, detached)
-
-    def detach(self, channel: str, listener: Listener) -> ContactEvent | None:
-        """Deliver to the listener again; returns the last update written to it, if any."""
-        found = self._channels.get(channel)
-        return None if found is None else found.detach(listener)
 
     @contextlib.asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
@@ -232,7 +197,7 @@ class Bus(AsyncCloseable):
                 extra={"channel": message.channel, "error": str(exc)},
             )
             return
-        found.fan_out(Delivery(message.channel, event, text), self.encode)
+        found.fan_out(Delivery(message.channel, event, text))
 
     def _mark_down(self, reason: str) -> None:
         was_connected, self._connected = self._connected, False
@@ -241,8 +206,6 @@ class Bus(AsyncCloseable):
         if not was_connected:
             return
         log.warning("bus connection lost", extra={"error": reason})
-        for found in self._channels.values():
-            found.reset()
         for hook in self._disconnect_hooks:
             try:
                 hook()

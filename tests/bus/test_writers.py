@@ -1,14 +1,16 @@
-"""Attached writers (`Bus.attach`): the bus writes a caught-up listener's updates itself.
+"""Attached writers (`SocketFanout.attach`, server/browser/fanout.py): the fan-out writes a
+caught-up session's updates itself.
 
-Run against every backend, like the contract: what a writer gets must be exactly what
+Run against every bus backend, like the contract: what a writer gets must be exactly what
 `deliver` would have given, in the same order, and any event the writer cannot take must
-reach the listener through `deliver` with the listener told what it was written.
+reach the session through `deliver` with the session told what it was written.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from server.browser.fanout import FrameCache, SocketFanout
 from server.bus import Bus, contact_channel
 from server.events import ContactEvent
 from tests.bus.conftest import Recorder, eventually, head
@@ -35,12 +37,17 @@ class ListSink:
         self.rests.append(bytes(rest))
 
 
+def fanout_of(bus: Bus) -> SocketFanout:
+    """The fan-out over `bus`, handing writers the published bytes (no WebSocket framing)."""
+    return SocketFanout(bus, FrameCache(str.encode))
+
+
 class AttachedRecorder(Recorder):
     """A listener that attaches whenever it holds the newest update, as sessions do."""
 
-    def __init__(self, bus: Bus, name: str = "") -> None:
+    def __init__(self, fanout: SocketFanout, name: str = "") -> None:
         super().__init__(name)
-        self.bus = bus
+        self.fanout = fanout
         self.written: list[bytes] = []
         self.sink = ListSink(self.written)
         self.detaches: list[ContactEvent | None] = []
@@ -52,7 +59,7 @@ class AttachedRecorder(Recorder):
         return max(seqs, default=0)
 
     def try_attach(self) -> bool:
-        self.attached = self.bus.attach(CHANNEL, self, self.holds, self.sink, self.on_detached)
+        self.attached = self.fanout.attach(CHANNEL, self, self.holds, self.sink, self.on_detached)
         return self.attached
 
     def on_detached(self, latest: ContactEvent | None) -> None:
@@ -71,10 +78,10 @@ async def commit(bus: Bus, position: int = 3, *, ended: bool = False) -> bytes:
     )
 
 
-async def attached_listener(bus: Bus) -> AttachedRecorder:
+async def attached_listener(bus: Bus, fanout: SocketFanout) -> AttachedRecorder:
     """A subscribed listener that got the channel's first update and attached a writer."""
-    listener = AttachedRecorder(bus)
-    await bus.subscribe(CHANNEL, listener)
+    listener = AttachedRecorder(fanout)
+    await fanout.subscribe(CHANNEL, listener)
     await commit(bus)
     await listener.wait_for(1)
     assert listener.try_attach()
@@ -83,37 +90,40 @@ async def attached_listener(bus: Bus) -> AttachedRecorder:
 
 async def test_a_writer_attaches_only_when_it_holds_the_newest_update(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        listener = AttachedRecorder(bus)
+        fanout = fanout_of(bus)
+        listener = AttachedRecorder(fanout)
         assert not listener.try_attach(), "not subscribed yet"
-        await bus.subscribe(CHANNEL, listener)
+        await fanout.subscribe(CHANNEL, listener)
         assert not listener.try_attach(), "nothing dispatched on the channel yet"
         await commit(bus)
         await listener.wait_for(1)
-        assert not bus.attach(CHANNEL, listener, 0, listener.sink, print)
-        assert not bus.attach(CHANNEL, listener, 2, listener.sink, print)
+        assert not fanout.attach(CHANNEL, listener, 0, listener.sink, print)
+        assert not fanout.attach(CHANNEL, listener, 2, listener.sink, print)
         assert listener.try_attach()
 
 
 async def test_attached_writer_gets_the_encoded_updates_instead_of_deliver(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        listener, plain = AttachedRecorder(bus), Recorder("plain")
-        await bus.subscribe(CHANNEL, listener)
-        await bus.subscribe(CHANNEL, plain)
+        fanout = fanout_of(bus)
+        listener, plain = AttachedRecorder(fanout), Recorder("plain")
+        await fanout.subscribe(CHANNEL, listener)
+        await fanout.subscribe(CHANNEL, plain)
         await commit(bus)
         await listener.wait_for(1)
         assert listener.try_attach()
         committed = [await commit(bus, position=p) for p in (2, 1)]
         await plain.wait_for(3)
         await eventually(lambda: len(listener.written) == 2)
-        assert listener.written == committed  # Bus(encode=str.encode): the published bytes
+        assert listener.written == committed  # FrameCache(str.encode): the published bytes
         assert listener.seqs == [1], "deliver is skipped while attached"
-        assert bus.listener_count(CHANNEL) == 2
-        assert bus.is_listening(CHANNEL, listener)
+        assert fanout.sessions_of(CHANNEL) == 2
+        assert bus.listener_count(CHANNEL) == 1, "the bus delivers once, to the fan-out"
 
 
 async def test_ended_detaches_with_what_was_written_then_delivers(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        listener = await attached_listener(bus)
+        fanout = fanout_of(bus)
+        listener = await attached_listener(bus, fanout)
         await commit(bus, position=2)
         await commit(bus, ended=True)
         await listener.wait_for(2)
@@ -126,14 +136,15 @@ async def test_ended_detaches_with_what_was_written_then_delivers(bus_harness) -
 async def two_attached(bus: Bus, bad_sink: object) -> tuple[AttachedRecorder, AttachedRecorder]:
     """A good and a bad listener, both holding the channel's first update; the bad one
     attached with `bad_sink`."""
-    good, bad = AttachedRecorder(bus, "good"), AttachedRecorder(bus, "bad")
+    fanout = fanout_of(bus)
+    good, bad = AttachedRecorder(fanout, "good"), AttachedRecorder(fanout, "bad")
     for listener in (bad, good):
-        await bus.subscribe(CHANNEL, listener)
+        await fanout.subscribe(CHANNEL, listener)
     await commit(bus)
     await good.wait_for(1)
     await bad.wait_for(1)
     assert good.try_attach()
-    assert bus.attach(CHANNEL, bad, 1, bad_sink, bad.on_detached)  # type: ignore[arg-type]
+    assert fanout.attach(CHANNEL, bad, 1, bad_sink, bad.on_detached)  # type: ignore[arg-type]
     return good, bad
 
 
@@ -204,19 +215,20 @@ async def test_a_writer_that_raises_is_detached_and_others_still_get_the_update(
 
 async def test_detach_and_unsubscribe_end_the_writer(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        listener = await attached_listener(bus)
+        fanout = fanout_of(bus)
+        listener = await attached_listener(bus, fanout)
         await commit(bus, position=2)
         await eventually(lambda: len(listener.written) == 1)
-        latest = bus.detach(CHANNEL, listener)
+        latest = fanout.detach(CHANNEL, listener)
         assert latest is not None and latest.seq == 2
-        assert bus.detach(CHANNEL, listener) is None, "idempotent"
+        assert fanout.detach(CHANNEL, listener) is None, "idempotent"
         await commit(bus, position=1)
         await listener.wait_for(2)
         assert listener.seqs == [1, 3]
 
         assert listener.try_attach()
-        await bus.unsubscribe(CHANNEL, listener)
-        assert not bus.is_listening(CHANNEL, listener)
+        await fanout.unsubscribe(CHANNEL, listener)
+        assert fanout.sessions_of(CHANNEL) == 0
         assert bus.listener_count(CHANNEL) == 0
         await commit(bus, position=4)
         await asyncio.sleep(0.1)
@@ -226,7 +238,8 @@ async def test_detach_and_unsubscribe_end_the_writer(bus_harness) -> None:
 async def test_a_lost_connection_detaches_every_writer(listener_harness) -> None:
     """After a reconnection seqs may repeat (a store that restarted empty): `deliver` checks."""
     async with listener_harness.bus() as bus:
-        listener = await attached_listener(bus)
+        fanout = fanout_of(bus)
+        listener = await attached_listener(bus, fanout)
         assert await listener_harness.kill_listeners(CHANNEL) >= 1
         await eventually(lambda: bool(listener.detaches))
         await eventually(lambda: bus.connected)
