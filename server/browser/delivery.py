@@ -101,7 +101,6 @@ class DeliveryState:
     __slots__ = (
         "_attached",
         "_authorized",
-        "_closing",
         "_figures_seq",
         "_finished",
         "_frame_writer",
@@ -111,6 +110,8 @@ class DeliveryState:
         "_marked_stale",
         "_receiving",
         "_sending",
+        "close_code",
+        "close_reason",
         "contacts",
         "outbox",
         "queues",
@@ -135,7 +136,8 @@ class DeliveryState:
         self._sending = False
         self._handling = False
         self._receiving = True
-        self._closing = False
+        self.close_code: int | None = None  # the first close requested, and its reason
+        self.close_reason = ""
         # True from `try_stream` finding no holdup until anything could put one in place;
         # while it holds, subscribed contacts are attached as soon as the socket holds their
         # channel's newest update.
@@ -167,7 +169,7 @@ class DeliveryState:
             return Holdup.NO_FRAME_WRITER
         if not self._authorized:
             return Holdup.NOT_AUTHORIZED
-        if self._closing or not self._receiving:
+        if self.close_code is not None or not self._receiving:
             return Holdup.CLOSING
         if self._sending:
             return Holdup.SENDING
@@ -180,6 +182,11 @@ class DeliveryState:
         if self._marked_stale:
             return Holdup.SHOWN_STALE
         return None
+
+    @property
+    def has_finished(self) -> bool:
+        """Some subscription got `ended` and waits to be released (`take_finished`)."""
+        return bool(self._finished)
 
     def holds(self, contact: str) -> int:
         """The highest seq the socket holds of `contact` (0: none)."""
@@ -352,8 +359,10 @@ class DeliveryState:
         self._receiving = False
         return self._wake()
 
-    def close_requested(self) -> Wake:
-        self._closing = True
+    def close_requested(self, code: int, reason: str) -> Wake:
+        """The socket is to be closed: the send loop does it, with the first code asked for."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
         return self._wake()
 
     def try_stream(self) -> Attach | None:
@@ -362,12 +371,11 @@ class DeliveryState:
         if not self.streaming:
             return None
         last_seq, attached = self._last_seq, self._attached
-        holds = tuple(
-            (contact, seq)
-            for contact in self.contacts
-            if contact not in attached and (seq := last_seq.get(contact, 0))
-        )
-        return Attach(holds) if holds else None
+        holds: list[tuple[str, int]] = []
+        for contact in self.contacts:
+            if contact not in attached and (seq := last_seq.get(contact, 0)):
+                holds.append((contact, seq))
+        return Attach(tuple(holds)) if holds else None
 
     # -- access ----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 
 from server import metrics
@@ -224,12 +224,14 @@ class SocketFanout:
         self._written = 0  # frames sessions wrote themselves, not yet counted in the metric
         bus.on_disconnect(self.reset)
 
-    async def subscribe(self, channel: str, session: Listener) -> None:
-        """Add a session to a channel; returns once the bus delivers the channel's events.
+    def subscribe(self, channel: str, session: Listener) -> Awaitable[None]:
+        """Add a session to a channel; the awaitable returned is done once the bus delivers
+        the channel's events.
 
         Raises:
-            BusUnavailable: the bus could not subscribe. The session stays in the channel
-                until `unsubscribe` (which the session always calls for what it asked for).
+            BusUnavailable: (awaiting) the bus could not subscribe. The session stays in the
+                channel until `unsubscribe` (which the session always calls for what it
+                asked for).
         """
         found = self._channels.get(channel)
         if found is None:
@@ -237,7 +239,9 @@ class SocketFanout:
         found.add(session)
         # Every session waits for the bus, not only the first: a second subscriber arriving
         # while the first one's SUBSCRIBE is in flight must not return before it is confirmed.
-        await self.bus.subscribe(channel, found)
+        # The bus's coroutine itself is returned: no frame of this method per waiting socket
+        # (thousands wait here when sockets arrive in a burst).
+        return self.bus.subscribe(channel, found)
 
     async def unsubscribe(self, channel: str, session: Listener) -> None:
         """Remove a session; the last one takes the channel off the bus."""

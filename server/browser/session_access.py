@@ -46,11 +46,10 @@ class AccessOwner(Protocol):
 class SessionAccess:
     """One socket's grant and the deadline it waits on (see the module docstring)."""
 
-    __slots__ = ("_config", "_deadline", "_expires_at", "_loop", "expired", "grant")
+    __slots__ = ("_config", "_deadline", "_expires_at", "expired", "grant")
 
-    def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self._config = config
-        self._loop = loop
         # None until authenticated; anonymous mode grants everything to a silent client.
         self.grant: Grant | None = ANONYMOUS if config.access.allow_anonymous else None
         self.expired = False
@@ -73,7 +72,7 @@ class SessionAccess:
         """Whether the token has run out by the clock, even if its timer has not run yet
         (the clock is what counts); expires it if so."""
         expires_at = self._expires_at
-        if expires_at is not None and self._loop.time() >= expires_at:
+        if expires_at is not None and asyncio.get_running_loop().time() >= expires_at:
             self._expire(owner)
             return True
         return False
@@ -102,7 +101,7 @@ class SessionAccess:
         self._expires_at = None
         if grant.exp is not None:
             remaining = grant.exp + access.verifier.leeway - time.time()
-            self._expires_at = self._loop.time() + remaining
+            self._expires_at = asyncio.get_running_loop().time() + remaining
             self._set_deadline(remaining, self._expire, owner)
         owner.send_control(
             json.dumps(
@@ -122,7 +121,7 @@ class SessionAccess:
         self, delay: float, callback: Callable[[AccessOwner], None], owner: AccessOwner
     ) -> None:
         self.cancel_deadline()
-        self._deadline = self._loop.call_later(max(0.0, delay), callback, owner)
+        self._deadline = asyncio.get_running_loop().call_later(max(0.0, delay), callback, owner)
 
     def _auth_timed_out(self, owner: AccessOwner) -> None:
         self._deadline = None
