@@ -22,7 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from server.browser.gateway import GatewayConfig
+from server.browser.config import GatewayConfig
 from server.cli import build_parser
 from server.emulator.eventbridge import contact_event
 from server.emulator.model import Contact, ModelEvent
