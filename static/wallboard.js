@@ -280,6 +280,19 @@ async function loadQueue(queue) {
   }
 }
 
+// Reconcile every shown queue with the service now and then: a contact nobody watches any
+// more leaves its queue's members without an `ended` (it is only shown stale), and only a
+// read of the queue drops it from the board.
+const RECONCILE_MS = 60000;
+setInterval(() => {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  for (const queue of queues.values()) {
+    if (!queue.subscribed) continue;
+    queue.seenSinceSync = new Set(); // what arrives meanwhile is newer than the answer
+    loadQueue(queue);
+  }
+}, RECONCILE_MS);
+
 function authHeaders() {
   return TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 }

@@ -139,7 +139,12 @@ class BusBackend(abc.ABC):
 
     @abc.abstractmethod
     async def queue_members(self, queue: str) -> list[str]:
-        """Contacts currently waiting in `queue`, as far as the store knows."""
+        """Contacts currently waiting in `queue`, as far as the store knows: a membership
+        lapses with the contact's stored state, and `leave_queue` or an end removes it."""
+
+    @abc.abstractmethod
+    async def leave_queue(self, queue: str, contact: str) -> None:
+        """Drop `contact` from `queue`'s members without an end (nobody polls it any more)."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -279,6 +279,10 @@ class Bus(AsyncCloseable):
     async def queue_members(self, queue: str) -> list[str]:
         return await self.backend.queue_members(queue)
 
+    async def leave_queue(self, queue: str, contact: str) -> None:
+        """See `BusBackend.leave_queue`."""
+        await self.backend.leave_queue(queue, contact)
+
     async def commit_queue_figures(
         self, queue: str, head: bytes, *, ttl: float, floor: int = 0
     ) -> bytes:

@@ -14,16 +14,26 @@ from server.bus.base import (
 )
 from server.events import decode_event
 
+PRUNE_EVERY = 10.0  # seconds between two sweeps of what has lapsed
+SEQ_KEPT_BEYOND_STATE = 86_400.0  # as the Redis backend: a seq outlives its state by a day
+
 
 class MemoryBackend(BusBackend):
-    """Keeps states, seqs and subscriptions in dicts; delivery through one bounded queue."""
+    """Keeps states, seqs and subscriptions in dicts; delivery through one bounded queue.
+
+    Like Redis keys, everything lapses: states and figures at their TTL, a queue membership
+    with its contact's state, a seq a day after its state. A sweep every `PRUNE_EVERY`
+    seconds forgets what has lapsed, so a process running for months holds only what is live.
+    """
 
     def __init__(self, max_pending: int = 10_000) -> None:
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=max_pending)
         self._channels: set[str] = set()
         self._seqs: dict[str, int] = {}
+        self._seqs_until: dict[str, float] = {}
         self._states: dict[str, tuple[bytes, float]] = {}
-        self._queues: dict[str, set[str]] = {}
+        self._queues: dict[str, dict[str, float]] = {}  # queue -> contact -> membership lapses
+        self._pruned_at = time.monotonic()
         self._figures_seqs: dict[str, int] = {}
         self._figures: dict[str, tuple[bytes, float]] = {}
 
@@ -60,16 +70,19 @@ class MemoryBackend(BusBackend):
         ended: bool,
         floor: int = 0,
     ) -> bytes:
+        now = time.monotonic()
+        self._prune(now)
         seq = max(self._seqs.get(contact, 0), floor) + 1
         self._seqs[contact] = seq
+        self._seqs_until[contact] = now + ttl + SEQ_KEPT_BEYOND_STATE
         data = head + str(seq).encode() + b"}"
-        self._states[contact] = (data, time.monotonic() + ttl)
+        self._states[contact] = (data, now + ttl)
         if queue is not None:
-            members = self._queues.setdefault(queue, set())
+            members = self._queues.setdefault(queue, {})
             if ended:
-                members.discard(contact)
+                members.pop(contact, None)
             else:
-                members.add(contact)
+                members[contact] = now + ttl
         await self.publish(contact_channel(contact), data)
         if queue is not None:
             await self.publish(queue_channel(queue), data)
@@ -106,10 +119,46 @@ class MemoryBackend(BusBackend):
             if queue is not None:
                 await self.publish(queue_channel(queue), data)
         self._seqs[contact] = seq
+        self._seqs_until.setdefault(contact, time.monotonic() + SEQ_KEPT_BEYOND_STATE)
         return seq
 
     async def queue_members(self, queue: str) -> list[str]:
-        return sorted(self._queues.get(queue, ()))
+        now = time.monotonic()
+        self._prune(now)
+        members = self._queues.get(queue, {})
+        return sorted(contact for contact, until in members.items() if until > now)
+
+    async def leave_queue(self, queue: str, contact: str) -> None:
+        members = self._queues.get(queue)
+        if members is not None:
+            members.pop(contact, None)
+            if not members:
+                del self._queues[queue]
+
+    def _prune(self, now: float) -> None:
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        for stored in (self._states, self._figures):
+            for key in [k for k, (_, until) in stored.items() if until <= now]:
+                del stored[key]
+        for contact in [c for c, until in self._seqs_until.items() if until <= now]:
+            del self._seqs_until[contact]
+            self._seqs.pop(contact, None)
+        for queue, members in list(self._queues.items()):
+            for contact in [c for c, until in members.items() if until <= now]:
+                del members[contact]
+            if not members:
+                del self._queues[queue]
+
+    def held(self) -> dict[str, int]:
+        """How much is held, for tests: states, seqs, queues and their memberships."""
+        return {
+            "states": len(self._states),
+            "seqs": len(self._seqs),
+            "queues": len(self._queues),
+            "members": sum(len(m) for m in self._queues.values()),
+        }
 
     async def ping(self) -> None:
         return None

@@ -31,7 +31,14 @@ from server.bus.base import (
     queue_figures_seq_key,
     queue_members_key,
 )
-from server.bus.redis_scripts import COMMIT, QUEUE_COMMIT, QUEUE_IN_STATE, RAISE_FLOOR
+from server.bus.redis_scripts import (
+    COMMIT,
+    LEAVE_QUEUE,
+    QUEUE_COMMIT,
+    QUEUE_IN_STATE,
+    QUEUE_MEMBERS,
+    RAISE_FLOOR,
+)
 from server.bus.subscriber import SubscriberConnection
 
 # A channel nobody publishes on: it keeps the subscriber connection open even when no contact
@@ -66,6 +73,8 @@ class RedisBackend(BusBackend):
         self._commit = client.register_script(COMMIT)
         self._queue_commit = client.register_script(QUEUE_COMMIT)
         self._raise_floor = client.register_script(RAISE_FLOOR)
+        self._queue_members = client.register_script(QUEUE_MEMBERS)
+        self._leave_queue = client.register_script(LEAVE_QUEUE)
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         if self.cluster:
             self._publish_command = "SPUBLISH"
@@ -315,7 +324,7 @@ class RedisBackend(BusBackend):
             await self._call(
                 self._queue_commit(
                     keys=[queue_members_key(queue)],
-                    args=["1" if ended else "0", contact, queue_channel(queue), result],
+                    args=["1" if ended else "0", contact, queue_channel(queue), result, ttl_ms],
                 )
             )
         return result
@@ -374,8 +383,11 @@ class RedisBackend(BusBackend):
         return result
 
     async def queue_members(self, queue: str) -> list[str]:
-        members = await self._call(self._client.smembers(queue_members_key(queue)))
+        members = await self._call(self._queue_members(keys=[queue_members_key(queue)]))
         return sorted(_text(member) for member in members)
+
+    async def leave_queue(self, queue: str, contact: str) -> None:
+        await self._call(self._leave_queue(keys=[queue_members_key(queue)], args=[contact]))
 
     async def ping(self) -> None:
         # On a cluster, every node must answer.

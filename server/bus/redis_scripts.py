@@ -7,7 +7,8 @@ import re
 # INCR, SET and PUBLISH in one script so a subscriber can never see a state that is not
 # stored, nor a stored state whose seq was not published. The seq counter outlives the state so
 # that a contact that comes back never reuses a seq a client has already seen; the caller's
-# floor (the last seq it knows of) keeps seq rising even after Redis restarted empty.
+# floor (the last seq it knows of) keeps seq rising even after Redis restarted empty. The
+# queue's member set is scored by when each membership lapses: with the state (QUEUE_MEMBERS).
 COMMIT = """
 local seq = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[8])
@@ -20,10 +21,15 @@ local msg = ARGV[1] .. seq .. '}'
 redis.call('SET', KEYS[2], msg, 'PX', ARGV[2])
 redis.call(ARGV[9], ARGV[3], msg)
 if KEYS[3] then
+  if redis.call('TYPE', KEYS[3]).ok == 'set' then redis.call('DEL', KEYS[3]) end
   if ARGV[5] == '1' then
-    redis.call('SREM', KEYS[3], ARGV[7])
+    redis.call('ZREM', KEYS[3], ARGV[7])
   else
-    redis.call('SADD', KEYS[3], ARGV[7])
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[7])
+    local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', KEYS[3], last[2])
   end
   redis.call(ARGV[9], ARGV[4], msg)
 end
@@ -33,13 +39,41 @@ return msg
 # On a cluster the queue's key and channel live in the queue's slot, not the contact's, so this
 # runs as a second step after COMMIT (see RedisBackend.commit for why that is safe).
 QUEUE_COMMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('TYPE', KEYS[1]).ok == 'set' then redis.call('DEL', KEYS[1]) end
 if ARGV[1] == '1' then
-  redis.call('SREM', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[1], ARGV[2])
 else
-  redis.call('SADD', KEYS[1], ARGV[2])
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[1], last[2])
 end
 redis.call('SPUBLISH', ARGV[3], ARGV[4])
 return 1
+"""
+
+# A queue's members: a sorted set scored by when each membership lapses (the contact's state
+# expires then too), so a contact nobody polls any more leaves the queue by itself; read with
+# the lapsed ones dropped. (A plain set, written by an older version, is dropped: each live
+# member is back with its next commit.)
+QUEUE_MEMBERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('TYPE', KEYS[1]).ok == 'set' then
+  redis.call('DEL', KEYS[1])
+  return {}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+# A contact leaves a queue's member set without an `ended` (nobody polls it any more).
+LEAVE_QUEUE = """
+if redis.call('TYPE', KEYS[1]).ok == 'set' then
+  return redis.call('SREM', KEYS[1], ARGV[1])
+end
+return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 # See BusBackend.raise_floor. The state's seq is its last member, so its head is everything up

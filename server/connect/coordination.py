@@ -107,6 +107,8 @@ class Assignment:
     start: dict[str, Start] = field(default_factory=dict)
     stop: list[str] = field(default_factory=list)
     wanted: Mapping[str, Wanted] = field(default_factory=dict)
+    # Of `stop`: those nobody wants any more (not moved to another replica): to retire.
+    retire: list[str] = field(default_factory=list)
 
 
 class Coordinator(abc.ABC):
@@ -160,7 +162,8 @@ class LocalCoordinator(Coordinator):
         self._bus = bus
 
     async def reconcile(self, local: Mapping[str, Wanted], polled: frozenset[str]) -> Assignment:
-        assignment = Assignment(stop=[c for c in polled if c not in local], wanted=local)
+        gone = [c for c in polled if c not in local]
+        assignment = Assignment(stop=gone, wanted=local, retire=list(gone))
         new = [c for c in local if c not in polled]
         if new:
             for contact, stored in zip(new, await self._bus.read_states(new), strict=True):
@@ -399,6 +402,8 @@ class RedisCoordinator(Coordinator):
             if contact not in wanted or not kept:
                 self._leases.discard(contact)
                 assignment.stop.append(contact)
+                if contact not in wanted:
+                    assignment.retire.append(contact)
 
     async def _claim(self, wanted: Mapping[str, Wanted], room: int, assignment: Assignment) -> None:
         # Each replica tries contacts in its own hash order, so replicas starting together

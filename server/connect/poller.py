@@ -320,12 +320,16 @@ class ContactPoller(AsyncCloseable):
             return
         self.coordination_error = None
         self.interest.explicit_elsewhere(c for c, w in assignment.wanted.items() if w.explicit)
+        retiring = [self.contacts[c] for c in assignment.retire if c in self.contacts]
         for contact in assignment.stop:
             self._stop(contact)
+        for unwanted in retiring:
+            # Unwanted, not ended: stale and out of its queue, not left looking live (issue 14).
+            await self._publisher.retire(unwanted)
         for contact, wanted in assignment.wanted.items():
-            state = self.contacts.get(contact)
-            if wanted.explicit and state is not None and state.instance != wanted.instance:
-                state.instance = wanted.instance  # the backend's track wins over a guess
+            polled = self.contacts.get(contact)
+            if wanted.explicit and polled is not None and polled.instance != wanted.instance:
+                polled.instance = wanted.instance  # the backend's track wins over a guess
         for contact, start in assignment.start.items():
             if start.stored is not None and start.stored.ended:
                 self.interest.forget(contact)  # a tombstone: it left the queue

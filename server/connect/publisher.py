@@ -115,6 +115,19 @@ class ContactPublisher:
         if not ok:
             state.published_stale = False  # so that the next sweep tries again
 
+    async def retire(self, state: ContactState) -> None:
+        """Nobody wants `state`'s contact polled any more, yet it has not ended: shown as
+        stale (never left looking live) and out of its queue's members (wallboards drop it).
+        A subscriber who comes back gets the stale state and makes it polled again."""
+        try:
+            if state.published and not state.published_stale:
+                await self.publish_stale(state)
+            if state.queue is not None:
+                await self._bus.leave_queue(state.queue, state.contact)
+        except BusUnavailable as exc:
+            # Its membership lapses with its stored state anyway.
+            log.warning("could not retire a contact", extra={"error": str(exc)})
+
     def end_later(self, state: ContactState, reason: str) -> None:
         """Record that the contact left; `commit_end` of `pending_ends()` commits it."""
         self._ends.setdefault(state.contact, PendingEnd(state, reason))
