@@ -20,6 +20,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server import metrics
+from server._internals import fast_path_states
 from server.access.cross_origin import CrossOriginMiddleware, CrossOriginPolicy
 from server.access.policy import (
     AccessPolicy,
@@ -220,6 +222,8 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
         ValueError: a token key that does not load, or no static folder to serve.
     """
     access = AccessPolicy.from_settings(settings)
+    for path, on in fast_path_states().items():
+        metrics.FAST_PATHS.labels(path).set(1 if on else 0)
     install_log_redaction(Redactor(secrets_to_scrub(settings), settings.log_contact_ids))
 
     @contextlib.asynccontextmanager

@@ -72,3 +72,9 @@ CONTACT_EVENTS = Counter(
     "too_large, unauthorized or unavailable (answered 503).",
     ["outcome"],
 )
+FAST_PATHS = Gauge(
+    "queuecast_fast_path",
+    "1 while a fast path past a library's public API is on, 0 while its public, slower path is "
+    "used instead (server/_internals.py): framing_protocol, socket_send, bulk_redis_reader.",
+    ["path"],
+)

@@ -26,21 +26,26 @@ import random
 import socket
 import struct
 from asyncio import Transport
-
-# Private, so typeshed omits it: the one transport whose `_sock` is the connection's own
-# socket, with nothing between a `send` and the kernel but what the transport buffers.
-from asyncio.selector_events import _SelectorSocketTransport  # type: ignore[attr-defined]
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from server._internals import fast_paths, probe_uvicorn
 from server.access.policy import LIMIT_HITS
 from server.browser._waitable import Flag, MessageQueue
 from server.browser.limits import Admission, MessageRate
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol as _SansIOProtocol,
+    )
+else:
+    # uvicorn's class, found by server/_internals.py; without it this class is never used
+    # (uvicorn runs its own protocol: `server.http.serving.uvicorn_config`).
+    _SansIOProtocol = probe_uvicorn()[0] or object
 
 FRAME_WRITER = "queuecast.frames"
 # Bytes a connection may have waiting to be written: well above what the app's own sends
@@ -115,11 +120,16 @@ class _SocketSink:
 
 
 def _socket_send(transport: Transport) -> Callable[[bytes], int]:
-    """The socket's own `send` under asyncio's plain socket transport; anything else (TLS,
-    another event loop's transports) is written through `transport.write`, which buffers."""
-    sock = getattr(transport, "_sock", None)
-    if type(transport) is _SelectorSocketTransport and isinstance(sock, socket.socket):
-        return sock.send
+    """The socket's own `send` under asyncio's plain socket transport, the one transport whose
+    (private) `_sock` is the connection's own socket with nothing between a `send` and the
+    kernel but what the transport buffers. Anything else (TLS, another event loop's
+    transports, an asyncio without it: server/_internals.py) is written through
+    `transport.write`, which buffers."""
+    paths = fast_paths()
+    if paths.socket_send and type(transport) is paths.selector_socket_transport:
+        sock = getattr(transport, "_sock", None)
+        if isinstance(sock, socket.socket):
+            return sock.send
 
     def send(data: bytes) -> int:
         transport.write(data)
@@ -174,7 +184,7 @@ _UVICORN_ATTRIBUTES = (
 )
 
 
-class FramingProtocol(WebSocketsSansIOProtocol):
+class FramingProtocol(_SansIOProtocol):
     """uvicorn's `websockets-sansio` protocol plus a `FrameWriter` in the scope (pass the
     class as `uvicorn.Config(ws=...)`), with less held per idle socket: attributes in slots,
     wait primitives that allocate only while someone waits, and the handshake dropped once
@@ -192,7 +202,7 @@ class FramingProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = MessageQueue[ASGIReceiveEvent]()  # type: ignore[assignment]
+        self.queue: MessageQueue[ASGIReceiveEvent] = MessageQueue()  # type: ignore[assignment]
         self.writable = Flag(set_=True)  # type: ignore[assignment]
         self._blocked: Callable[[], None] | None = None
         self._control: MessageRate | None = None  # made at the first ping: most never send one

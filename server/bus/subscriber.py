@@ -9,7 +9,9 @@ commands (SUBSCRIBE, UNSUBSCRIBE, PING) redis-py still sends; redis-py must then
 from that connection itself, which it does not once it only sends.
 
 A read that times out or is cancelled loses nothing: bytes are only ever taken from the stream
-by a read that returns, and hiredis keeps an incomplete reply until the rest arrives.
+by a read that returns, and hiredis keeps an incomplete reply until the rest arrives. Where
+redis-py keeps no such stream (server/_internals.py), `ConnectionReplies` lets redis-py read
+each reply, slower.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import hiredis
 
+from server._internals import fast_paths
 from server.bus.base import BusUnavailable
 
 # One read takes what the kernel has, up to this much; every complete reply in it is kept.
@@ -83,6 +86,52 @@ class PushReader:
             self._replies.append(reply)
 
 
+class ConnectionReplies:
+    """The public, slower path to the same replies: redis-py reads and parses each one
+    (`Connection.read_response`, the read under `PubSub.get_message`). Taken when redis-py
+    keeps no `_reader` stream (server/_internals.py).
+    """
+
+    __slots__ = ("_connection",)
+
+    # A wait of None (for ever) is served as reads of this long, until a reply comes.
+    _FOREVER_STEP = 60.0
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    async def next(self, wait: float | None) -> Any:
+        """As `PushReader.next`: the next reply, or None if none came within `wait`.
+
+        Raises:
+            ConnectionError: the connection closed.
+            redis.exceptions.RedisError: Redis answered with an error, or the bytes are not
+                RESP.
+        """
+        while True:
+            step = self._FOREVER_STEP if wait is None else max(0.0, wait)
+            # disconnect_on_error=False: a read cancelled or timed out leaves the connection
+            # to its owner, as PubSub does; a timeout we asked for answers None.
+            reply = await self._connection.read_response(
+                disable_decoding=True, timeout=step, disconnect_on_error=False, push_request=True
+            )
+            if reply is not None or wait is not None:
+                return reply
+
+
+def reply_reader(connection: Any) -> PushReader | ConnectionReplies:
+    """How this process reads a connected subscriber connection: in bulk, or redis-py's way.
+
+    Raises:
+        ConnectionError: the connection is not connected.
+    """
+    if fast_paths().bulk_redis_reader:
+        return PushReader.of(connection)
+    if not connection.is_connected:
+        raise ConnectionError("the subscriber connection is not connected")
+    return ConnectionReplies(connection)
+
+
 @dataclass(slots=True, eq=False)
 class SubscriberConnection:
     """One subscriber connection: the only one on a single node, one per primary on a cluster.
@@ -96,7 +145,7 @@ class SubscriberConnection:
     control: str
     owns_pool: bool = False  # a cluster primary's pool of one, ours to close
     connection: Any = None
-    reader: PushReader | None = None
+    reader: PushReader | ConnectionReplies | None = None
     ping_sent_at: float | None = None
     last_ping: float = 0.0
     reading: asyncio.Task[Any] | None = None  # a read in flight (cluster only)
@@ -106,7 +155,7 @@ class SubscriberConnection:
         # The bus's own PING watchdog replaces redis-py's health check, which would read a
         # reply on this connection behind the reader's back.
         self.connection.health_check_interval = 0
-        self.reader = PushReader.of(self.connection)
+        self.reader = reply_reader(self.connection)
 
     async def send(self, *args: str) -> None:
         """Send a command (SUBSCRIBE, UNSUBSCRIBE, PING...); its reply comes as a push."""

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import sys
 
+from server._internals import fast_paths
 from server.access.policy import ANONYMOUS_WARNING, check_serve_settings
 from server.app import create_app
 from server.http.serving import (
@@ -53,6 +54,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"queuecast serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    fast_paths()  # probed now, so a warning about a public path is among the first lines
     if settings.allow_anonymous:
         print(ANONYMOUS_WARNING, file=sys.stderr, flush=True)
         log.warning(ANONYMOUS_WARNING)

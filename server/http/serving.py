@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from server._internals import fast_paths
 from server.browser.ws_protocol import framing_protocol
 from server.http.header_timeout import with_handshake_timeout
 from server.settings import Settings
@@ -142,8 +143,13 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         http=with_handshake_timeout(settings.handshake_timeout),
-        # uvicorn's websockets-sansio protocol, plus writing a shared frame to many sockets.
-        ws=framing_protocol(settings.max_messages_per_second, settings.rate_limit_strikes),
+        # uvicorn's websockets-sansio protocol, plus writing a shared frame to many sockets;
+        # uvicorn's own if this uvicorn lacks what FramingProtocol hooks (server/_internals.py).
+        ws=(
+            framing_protocol(settings.max_messages_per_second, settings.rate_limit_strikes)
+            if fast_paths().framing_protocol
+            else "websockets-sansio"
+        ),
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,

@@ -4,6 +4,9 @@
 - `emulator`: `queuecast simulate` as a subprocess: no arrivals, no agents, nobody abandons,
   so contacts move only through the `/_sim/` API; the account quota at its default 2/s burst 5.
 - `bus_url`: parametrized over the two bus backends, "redis" (a real server) and "memory".
+- `ws_paths`: parametrized over "fast" (the fast paths past uvicorn's, asyncio's and
+  redis-py's public APIs) and "public" (QUEUECAST_FORCE_PUBLIC_PATHS=1 in the services the
+  test starts: their public, slower paths, as when a library lacks those internals).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from server._internals import FORCE_PUBLIC_PATHS
 from tests.support.emulator import EmulatorHandle, start_emulator_process
 from tests.support.redis import RedisServer, running_redis
 
@@ -39,3 +43,13 @@ async def bus_url(request, tmp_path) -> AsyncIterator[str | None]:
         return
     async with running_redis(tmp_path) as server:
         yield server.url
+
+
+@pytest.fixture(params=["fast", "public"])
+def ws_paths(request, monkeypatch) -> str:
+    """Services started by the test inherit the environment (tests/support/service.py)."""
+    if request.param == "public":
+        monkeypatch.setenv(FORCE_PUBLIC_PATHS, "1")
+    else:
+        monkeypatch.delenv(FORCE_PUBLIC_PATHS, raising=False)
+    return str(request.param)

@@ -17,7 +17,8 @@ from server.events import ContactEvent
 from tests.support.service import start_service_process
 from tests.support.wsclient import ws_client
 
-pytestmark = pytest.mark.e2e
+# Every test twice: through the fast paths and through the public ones (server/_internals.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("ws_paths")]
 
 FOREIGN_CONTACT = "00000000-0000-4000-8000-000000000000"
 
