@@ -164,6 +164,11 @@ async def loopback() -> AsyncIterator[tuple[FramingProtocol, socket.socket]]:
     protocol: FramingProtocol | None = None
     try:
         protocol = await asyncio.wait_for(made, 5)
+        # The factory runs before `connection_made`, which sets the transport; on Python
+        # 3.12+ the two are a loop turn apart.
+        async with asyncio.timeout(5):
+            while getattr(protocol, "transport", None) is None:
+                await asyncio.sleep(0)
         protocol.conn.state = State.OPEN
         yield protocol, client
     finally:

@@ -74,3 +74,22 @@ def test_the_image_installs_the_wheel_and_no_source_tree() -> None:
     assert not any(re.match(r"COPY (server|static)\b", line) for line in final)
     assert any(re.search(r"pip install .*queuecast-\*\.whl", line) for line in final)
     assert "USER queuecast" in final
+
+
+def test_the_pins_of_libraries_whose_internals_we_use_hold_the_tested_versions() -> None:
+    """uvicorn and redis are pinned to the versions the tests pass on (server/_internals.py);
+    the versions the suite runs with (constraints.txt) must be inside those pins."""
+    from packaging.requirements import Requirement  # noqa: PLC0415
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = {Requirement(d).name: Requirement(d) for d in project["dependencies"]}
+    pinned = dict(
+        line.split("==", 1)
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    for name in ("uvicorn", "redis"):
+        specifier = requirements[name].specifier
+        assert specifier.contains(pinned[name]), (name, str(specifier))
+        # Bounded above: a release the tests have not seen is not accepted.
+        assert any(spec.operator in ("<", "<=", "==", "~=") for spec in specifier), name
