@@ -5,7 +5,8 @@ tests prove:
 
 - `uvicorn`: `FramingProtocol` subclasses uvicorn's websockets-sansio protocol class and hooks
   its methods and attributes (server/browser/ws_protocol.py). Public path: uvicorn's own
-  `ws="websockets-sansio"`; the app then sends every frame the ordinary way.
+  `ws="websockets-sansio"`; the app then sends every frame the ordinary way, and client
+  pings and unwritten bytes go unlimited (those limits live in the subclass).
 - `asyncio`: bus writers send straight to a connection's socket, the `_sock` of asyncio's
   selector socket transport (`ws_protocol._socket_send`). Public path: `transport.write`.
 - `redis`: the subscriber connection is read in bulk with hiredis from redis-py's
