@@ -130,7 +130,12 @@ def emulator_command(*flags: str) -> list[str]:
 
 
 # Benchmarks measure fan-out, not admission control: open these up when the service has them.
-_BENCH_FLAGS = {"--allow-anonymous": [], "--max-sockets-per-ip": ["0"]}
+_BENCH_FLAGS = {
+    "--allow-anonymous": [],
+    "--max-sockets-per-ip": ["0"],
+    "--max-polled-per-ip": ["0"],
+    "--max-polled-anonymous": ["0"],
+}
 
 
 def bench_flags() -> list[str]:

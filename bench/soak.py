@@ -239,7 +239,8 @@ async def run(minutes: float, arrivals: float, seed: int) -> list[dict[str, Any]
     )
     service_flags = (
         *("--rps", "8", "--burst", "16", "--poll-interval", "2", "--linger", "5"),
-        *("--max-sockets-per-ip", "0", "--log-level", "WARNING"),
+        # One address plays every customer here: the per-client limits would be one client's.
+        *("--max-sockets-per-ip", "0", "--max-polled-per-ip", "0", "--log-level", "WARNING"),
     )
     with tempfile.TemporaryDirectory(prefix="qc-soak-") as workdir:
         async with (

@@ -360,6 +360,24 @@ class Settings:
         "service no client can reach but through the proxy. Empty: trust none.",
         _addresses_or_networks,
     )
+    max_polled_per_token: int = _option(
+        10,
+        "Contacts one token may make the service poll by subscribing (explicitly tracked "
+        "contacts do not count; service tokens are exempt; 0: no limit).",
+        _non_negative_int,
+    )
+    max_polled_per_ip: int = _option(
+        20,
+        "Contacts the clients of one address (IPv4, IPv6 /64) may make the service poll by "
+        "subscribing (explicitly tracked contacts do not count; 0: no limit).",
+        _non_negative_int,
+    )
+    max_polled_anonymous: int = _option(
+        200,
+        "With --allow-anonymous: contacts all clients without a token together may make the "
+        "service poll by subscribing (0: no limit).",
+        _non_negative_int,
+    )
     max_messages_per_second: float = _option(
         10.0,
         "Messages per second one WebSocket may send (bursts of twice that); excess ones are "

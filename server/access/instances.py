@@ -129,7 +129,16 @@ class InstanceAllowlist:
             raise InstanceRefused("bad_instance", "that instanceId is not served here")
         return resolved
 
+    def lacks_claim(self, grant: Grant) -> bool:
+        """Whether `grant` is a `contact` or `queues` token without the `instance` claim that
+        a service with several instances requires."""
+        return len(self.entries) > 1 and grant.scope != "service" and grant.instance is None
+
     def allows_event_instance(self, grant: Grant, instance: str) -> bool:
         """Whether a state of a contact polled in `instance` may be shown under `grant`
         (a `queues` token narrowed to one instance sees that instance's contacts only)."""
-        return grant.instance is None or self.same(instance, grant.instance)
+        if grant.instance is None:
+            return True
+        if not self.entries:  # no allowlist (an app built without settings): by id alone
+            return bare_id(instance) == bare_id(grant.instance)
+        return self.same(instance, grant.instance)

@@ -16,10 +16,11 @@ may use is decided by the key it selects, never by the token alone.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 import jwt
@@ -69,6 +70,8 @@ class Grant:
         instance: the one instance the token is limited to, if any.
         queues: the queues of a `queues` token; None means any queue.
         exp: expiry, epoch seconds; None for anonymous access.
+        token_id: names the token (its `jti`, else a digest of its signature), for limits
+            per token; None for anonymous access.
     """
 
     scope: Scope
@@ -76,6 +79,7 @@ class Grant:
     instance: str | None = None
     queues: frozenset[str] | None = None
     exp: int | None = None
+    token_id: str | None = None
 
     def allows_contact(self, contact: str, instance: str | None) -> bool:
         """Whether this grant may watch `contact` (in `instance`, if the request names one)."""
@@ -258,7 +262,13 @@ class TokenVerifier:
             raise TokenError("malformed", "the token is not a JWT") from None
         except jwt.PyJWTError:
             raise TokenError("bad_claims", "the token's claims are not valid") from None
-        return self._grant(claims, time.time() if now is None else now)
+        grant = self._grant(claims, time.time() if now is None else now)
+        jti = claims.get("jti")
+        if isinstance(jti, str) and 0 < len(jti) <= 128:
+            token_id = "jti:" + jti
+        else:
+            token_id = hashlib.sha256(token.rsplit(".", 1)[-1].encode()).hexdigest()[:24]
+        return replace(grant, token_id=token_id)
 
     def _key_for(self, header: dict[str, Any]) -> tuple[Any, str]:
         algorithm, kid = header.get("alg"), header.get("kid")

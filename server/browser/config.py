@@ -26,3 +26,8 @@ class GatewayConfig:
     max_sockets: int = 0
     max_messages_per_second: float = 10.0
     rate_limit_strikes: int = 20
+    # Contacts one token, one address and all anonymous clients may make the service poll by
+    # subscribing (explicitly tracked contacts do not count; 0: no limit).
+    max_polled_per_token: int = 0
+    max_polled_per_ip: int = 0
+    max_polled_anonymous: int = 0

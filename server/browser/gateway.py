@@ -23,7 +23,7 @@ from server import metrics
 from server.access.policy import LIMIT_HITS
 from server.browser.config import GatewayConfig
 from server.browser.fanout import SocketFanout
-from server.browser.limits import RefusalLog, SocketsPerAddress, client_key
+from server.browser.limits import PollQuota, RefusalLog, SocketsPerAddress, client_key
 from server.browser.protocol import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, error_frame
 from server.browser.session import ClientSession, SessionContext
 from server.bus import Bus
@@ -77,7 +77,14 @@ class Gateway:
         # Before the hooks below: the fan-out takes its writers back when the bus is lost
         # (its own disconnect hook) before sessions are told they are stale.
         self.fanout = SocketFanout(bus)
-        self._session_context = SessionContext(config, bus, self.fanout, poller)
+        quota = PollQuota(
+            {
+                "token": config.max_polled_per_token,
+                "address": config.max_polled_per_ip,
+                "anonymous": config.max_polled_anonymous,
+            }
+        )
+        self._session_context = SessionContext(config, bus, self.fanout, poller, quota)
         self.sessions: set[ClientSession] = set()
         self._per_address = SocketsPerAddress(config.max_sockets_per_ip)
         self._admitted = 0  # sockets past admission, sessions or not yet

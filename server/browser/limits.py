@@ -125,3 +125,50 @@ class RefusalLog:
 
     def __len__(self) -> int:
         return len(self._logged)
+
+
+QuotaKey = tuple[str, str]  # ("token", id), ("address", client key) or ("anonymous", "")
+
+
+class PollQuota:
+    """How many contacts each client may make the service poll, at subscribe time.
+
+    Whoever can create contacts (a public chat entry point) and get tokens minted for them
+    could otherwise spread everyone's polls thinner. A subscription that makes the service
+    poll a contact nobody tracks explicitly counts against each of its keys: its token, its
+    address (`client_key`) and, without a token, all anonymous clients together. A contact
+    counts once per key however many of that key's sockets watch it. A limit of 0 is none.
+    """
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self.limits = limits  # by key kind: "token", "address", "anonymous"
+        self._held: dict[QuotaKey, Counter[str]] = {}
+
+    def try_take(self, keys: tuple[QuotaKey, ...], contact: str) -> QuotaKey | None:
+        """Count `contact` against every key; or return the first key already at its limit
+        (then nothing is counted)."""
+        for key in keys:
+            limit = self.limits.get(key[0], 0)
+            held = self._held.get(key)
+            if limit and held is not None and contact not in held and len(held) >= limit:
+                return key
+        for key in keys:
+            self._held.setdefault(key, Counter())[contact] += 1
+        return None
+
+    def release(self, keys: tuple[QuotaKey, ...], contact: str) -> None:
+        for key in keys:
+            held = self._held.get(key)
+            if held is None or contact not in held:
+                continue
+            held[contact] -= 1
+            if held[contact] <= 0:
+                del held[contact]
+            if not held:
+                del self._held[key]
+
+    def held(self, key: QuotaKey) -> int:
+        return len(self._held.get(key, ()))
+
+    def __len__(self) -> int:
+        return len(self._held)

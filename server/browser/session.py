@@ -27,13 +27,14 @@ from typing import Protocol
 from starlette.types import Message, Scope
 
 from server import metrics
+from server.access.instances import InstanceRefused
 from server.access.policy import LIMIT_HITS
 from server.access.tokens import Grant
 from server.browser._waitable import Flag
 from server.browser.config import GatewayConfig
 from server.browser.delivery import Attach, Command, DeliveryState, Detach, Wake, Write
 from server.browser.fanout import SocketFanout
-from server.browser.limits import Admission, MessageRate
+from server.browser.limits import Admission, MessageRate, PollQuota, QuotaKey, client_key
 from server.browser.outbox import OutboxFull
 from server.browser.protocol import (
     CLOSE_FRAME_TOO_BIG,
@@ -54,6 +55,12 @@ from server.bus import Bus, BusUnavailable, Delivery, contact_channel, queue_cha
 from server.events import ContactEvent, QueueFiguresEvent, as_snapshot, waiting_in
 
 _NOTHING: frozenset[str] = frozenset()
+# The `limit` label of a refusal by the poll quota, by the kind of key that was full.
+QUOTA_LIMITS = {
+    "token": "polled_per_token",
+    "address": "polled_per_ip",
+    "anonymous": "polled_anonymous",
+}
 
 
 class Watchers(Protocol):
@@ -63,6 +70,9 @@ class Watchers(Protocol):
         """A socket wants this contact; False if it has ended (nothing to poll)."""
 
     def unwatch(self, contact: str) -> None: ...
+
+    def tracked_explicitly(self, contact: str) -> bool:
+        """Whether the backend tracks it: then a subscription adds no poll (no quota)."""
 
 
 class ClientSocket(Protocol):
@@ -84,6 +94,7 @@ class SessionContext:
     bus: Bus  # the stored states
     fanout: SocketFanout  # subscriptions and the write-through
     watchers: Watchers
+    quota: PollQuota  # how many contacts each client may make the service poll
 
 
 class ClientSession:
@@ -93,6 +104,7 @@ class ClientSession:
     __slots__ = (
         "_access",
         "_context",
+        "_counted",
         "_rate",
         "_sink",
         "_wake",
@@ -120,6 +132,8 @@ class ClientSession:
         # The socket's sink, lent by its protocol while the fan-out may write to it.
         self._sink: Sink | None = None
         self._watching: AbstractSet[str] = _NOTHING  # contacts this socket asked the poller for
+        # Of those, the ones counted against the poll quota, with the keys they count under.
+        self._counted: dict[str, tuple[QuotaKey, ...]] | None = None
         self._wake = Flag()
 
     @property
@@ -206,15 +220,23 @@ class ClientSession:
         self, event: ContactEvent, text: str, *, refresh: bool = False, direct: bool = False
     ) -> None:
         """An event for this client (`DeliveryState.offer`), unless its token ran out."""
-        if self._access.lapsed(self):
+        if self._access.lapsed(self) or not self._shows_instance(event.instance, event.contact):
             return
         self._run(self.state.offer(event, text, refresh=refresh, direct=direct))
 
     def offer_figures(self, event: QueueFiguresEvent, text: str) -> None:
         """A queue's figures for this client (`DeliveryState.offer_figures`)."""
-        if self._access.lapsed(self):
+        if self._access.lapsed(self) or not self._shows_instance(event.instance, None):
             return
         self._run(self.state.offer_figures(event, text))
+
+    def _shows_instance(self, instance: str, contact: str | None) -> bool:
+        """A `queues` token that names its instance sees that instance's contacts and
+        figures only (a contact subscription's instance was checked when it was made)."""
+        grant = self._access.grant
+        if grant is None or grant.instance is None or contact in self.state.contacts:
+            return True
+        return self._context.config.access.instances.allows_event_instance(grant, instance)
 
     def mark_stale(self) -> None:
         """The bus is down: show every state this client holds as stale."""
@@ -386,14 +408,30 @@ class ClientSession:
         elif access.expired:
             self.send_error("token_expired", "the token expired; send a new one with op auth")
         elif request.contact is not None:
-            if not grant.allows_contact(request.contact, request.instance):
+            if not grant.allows_contact(request.contact, None):
                 access.forbidden(self)
                 return
-            instance = request.instance or grant.instance
+            instances = self._context.config.access.instances
+            if not instances.entries:  # no allowlist (an app built without settings)
+                instance = request.instance or grant.instance
+            else:
+                try:
+                    instance = instances.for_subscription(grant, request.instance)
+                except InstanceRefused as refused:
+                    if refused.code == "forbidden":
+                        access.forbidden(self)
+                    else:
+                        self.send_error(refused.code, refused.message, request.contact)
+                    return
             await self._subscribe_contact(request.contact, instance, request.since)
         elif request.queue is not None:
             if not grant.allows_queue(request.queue):
                 access.forbidden(self)
+                return
+            if self._context.config.access.instances.lacks_claim(grant):
+                self.send_error(
+                    "bad_instance", "this service serves several instances: the token must name one"
+                )
                 return
             await self._subscribe_queue(request.queue)
 
@@ -411,7 +449,7 @@ class ClientSession:
         if instance is None:
             self.send_error("bad_instance", "name the `instance` of the contact", contact)
             return
-        if not self._room_for_one_more():
+        if not self._room_for_one_more() or not self._within_quota(contact):
             return
         state.add_contact(contact, instance, since)
         bus = self._context.bus
@@ -429,9 +467,48 @@ class ClientSession:
             shown = as_snapshot(stored)
             self.offer(shown, shown.encode().decode())
             if stored.ended:
+                self._uncount(contact)
                 return  # a tombstone: tell the client, never poll it again
         if self._context.watchers.watch(instance, contact, stored):
             self._watching = self._watching | {contact}
+        else:
+            self._uncount(contact)
+
+    def _quota_keys(self) -> tuple[QuotaKey, ...]:
+        grant = self._access.grant
+        if grant is not None and grant.scope == "service" and grant.token_id is not None:
+            return ()  # a backend's token: it could track contacts explicitly anyway
+        client = self._ws.scope.get("client")
+        address: QuotaKey = ("address", client_key(client[0] if client else "unknown"))
+        if grant is None or grant.token_id is None:
+            return (("anonymous", ""), address)
+        return (("token", grant.token_id), address)
+
+    def _within_quota(self, contact: str) -> bool:
+        """Count a contact this subscription would make the service poll; False (and the
+        client told) when one of its keys has no room left."""
+        if self._context.watchers.tracked_explicitly(contact):
+            return True  # polled anyway, and first
+        keys = self._quota_keys()
+        if not keys:
+            return True
+        full = self._context.quota.try_take(keys, contact)
+        if full is not None:
+            LIMIT_HITS.labels(QUOTA_LIMITS[full[0]]).inc()
+            self.send_error(
+                "too_many_contacts",
+                "this client already has as many contacts polled as it may; unsubscribe first",
+                contact,
+            )
+            return False
+        if self._counted is None:
+            self._counted = {}
+        self._counted[contact] = keys
+        return True
+
+    def _uncount(self, contact: str) -> None:
+        if self._counted is not None and (keys := self._counted.pop(contact, None)):
+            self._context.quota.release(keys, contact)
 
     async def _subscribe_queue(self, queue: str) -> None:
         # A queue has no seq of its own (a `since` is ignored); each contact's is checked.
@@ -485,6 +562,7 @@ class ClientSession:
             await self._context.fanout.unsubscribe(contact_channel(contact), self)
 
     def _unwatch(self, contact: str) -> None:
+        self._uncount(contact)
         if contact in self._watching:
             self._watching = self._watching - {contact}
             self._context.watchers.unwatch(contact)

@@ -205,6 +205,10 @@ class ContactPoller(AsyncCloseable):
         self._wanted()
         return True
 
+    def tracked_explicitly(self, contact: str) -> bool:
+        """Whether the backend tracks `contact` (here or on another replica)."""
+        return self.interest.tracked_explicitly(contact)
+
     def unwatch(self, contact: str) -> None:
         self.interest.unwatch(contact, self._clock())
         self._wanted()

@@ -153,6 +153,8 @@ async def list_queues(request: Request) -> Response:
     grant = authorize_request(request, ("queues", "service"))
     if isinstance(grant, Response):
         return grant
+    if _access(request).instances.lacks_claim(grant):
+        return _error(400, "bad_instance", "several instances are served: the token must name one")
     runtime: Runtime = request.app.state.runtime
     shown = _instance_filter(request, grant)
     named = [q for q in request.query_params.get("ids", "").split(",") if q]
@@ -182,6 +184,8 @@ async def one_queue(request: Request) -> Response:
     grant = authorize_request(request, ("queues", "service"))
     if isinstance(grant, Response):
         return grant
+    if _access(request).instances.lacks_claim(grant):
+        return _error(400, "bad_instance", "several instances are served: the token must name one")
     runtime: Runtime = request.app.state.runtime
     queue = request.path_params["queue"]
     if not is_valid_queue_id(queue):

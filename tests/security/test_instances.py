@@ -12,6 +12,7 @@ from server.access.instances import InstanceAllowlist, InstanceRefused
 from server.access.tokens import ANONYMOUS, Grant
 from tests.security.test_serve import serve_exit
 from tests.support.service import TEST_SECRET, mint_test_token, start_service_process
+from tests.support.wsclient import ws_client
 
 INSTANCE = "cd613e30-d8f1-4adf-91b7-584a2265b1f5"
 OTHER = "0d5e1f6a-1111-4c8d-9e2f-3a4b5c6d7e8f"
@@ -149,3 +150,84 @@ async def test_a_queues_token_sees_its_instance_only_over_http(two_instances):
             listed = await service.http.get(f"/v1/queues?ids={sales_2}", headers=headers)
             [summary] = listed.json()["queues"]
             assert summary["waiting"] == len(expected), instance
+
+
+@pytest.mark.e2e
+async def test_a_subscriber_cannot_choose_where_its_contact_is_polled(emulator):
+    """Issue 14, item 2: a random instance (or an ARN alias of another account) named by a
+    customer is refused; the contact is not ended and stays trackable."""
+    mine = (await emulator.create_contact("sales"))["contactId"]
+    instance = emulator.instance_id
+    alias = f"arn:aws:connect:{emulator.region}:999999999999:instance/{instance}"
+    async with start_service_process(emulator, None, "--account-id", "123456789012") as service:
+        unclaimed = mint_test_token("contact", contact=mine)
+        async with ws_client(service.ws_url, token=unclaimed) as widget:
+            for named in (OTHER, alias):
+                await widget.subscribe(mine, instance=named)
+                reply = await widget.next()
+                assert reply["type"] == "error" and reply["code"] == "bad_instance", reply
+            await asyncio.sleep(1.5)  # a poll in the wrong instance would have ended it by now
+            assert (await service.http.get(f"/v1/contacts/{mine}")).status_code == 404
+            await widget.subscribe(mine)
+            snapshot = await widget.next_matching(lambda m: m.get("contact") == mine)
+            assert snapshot["type"] == "snapshot" and snapshot["instance"] == instance
+        claimed = mint_test_token("contact", contact=mine, instance=instance)
+        async with ws_client(service.ws_url, token=claimed) as widget:
+            await widget.subscribe(mine, instance=alias)
+            assert (await widget.next())["code"] == "forbidden"
+        put = await service.http.put(f"/v1/contacts/{mine}")
+        assert put.json()["tracked"] is True
+
+
+@pytest.mark.e2e
+async def test_with_several_instances_tokens_must_name_theirs(two_instances):
+    emulator = two_instances
+    first, second = (i["id"] for i in emulator.instances)
+    theirs = (await emulator.create_contact(queue_of(emulator, 1, "sales"), instance=second))[
+        "contactId"
+    ]
+    async with start_service_process(emulator, None, "--instance-id", f"{first},{second}") as svc:
+        async with ws_client(svc.ws_url, token=mint_test_token("contact", contact=theirs)) as ws:
+            await ws.subscribe(theirs, instance=second)
+            assert (await ws.next())["code"] == "bad_instance"
+        token = mint_test_token("contact", contact=theirs, instance=second)
+        async with ws_client(svc.ws_url, token=token) as ws:
+            await ws.subscribe(theirs)
+            snapshot = await ws.next_matching(lambda m: m.get("contact") == theirs)
+            assert snapshot["instance"] == second and snapshot["position"] == 1
+        board = mint_test_token("queues", queues=["*"])
+        async with ws_client(svc.ws_url, token=board) as ws:
+            await ws.subscribe(queue=queue_of(emulator, 1, "sales"))
+            assert (await ws.next())["code"] == "bad_instance"
+        read = await svc.http.get(
+            f"/v1/queues/{queue_of(emulator, 1, 'sales')}",
+            headers={"Authorization": f"Bearer {board}"},
+        )
+        assert read.status_code == 400 and read.json()["code"] == "bad_instance"
+
+
+@pytest.mark.e2e
+async def test_a_queues_token_streams_its_instance_only(two_instances):
+    """Issue 14, item 3, over WebSocket."""
+    emulator = two_instances
+    first, second = (i["id"] for i in emulator.instances)
+    sales_2 = queue_of(emulator, 1, "sales")
+    theirs = (await emulator.create_contact(sales_2, instance=second))["contactId"]
+    async with start_service_process(emulator, None, "--instance-id", f"{first},{second}") as svc:
+        put = await svc.http.put(f"/v1/contacts/{theirs}", json={"instanceId": second})
+        assert put.status_code == 202
+        own = mint_test_token("queues", queues=["*"], instance=second)
+        other = mint_test_token("queues", queues=["*"], instance=first)
+        async with (
+            ws_client(svc.ws_url, token=own) as board,
+            ws_client(svc.ws_url, token=other) as stranger,
+        ):
+            await stranger.subscribe(queue=sales_2)
+            await board.subscribe(queue=sales_2)
+            seen = await board.next_matching(lambda m: m.get("contact") == theirs, timeout=15)
+            assert seen["instance"] == second
+            await emulator.connect(theirs)
+            await board.next_matching(lambda m: m.get("type") == "ended", timeout=15)
+            await stranger.send({"op": "ping"})
+            await stranger.next_matching(lambda m: m.get("type") == "pong")
+            assert not [m for m in stranger.seen if m.get("contact") == theirs], stranger.seen

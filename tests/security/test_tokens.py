@@ -13,7 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from server.access.policy import default_content_security_policy, hmac_secrets
 from server.access.redaction import Redactor
 from server.access.tokens import ANONYMOUS, Grant, TokenError, TokenVerifier, mint
-from server.browser.limits import Admission, MessageRate, RefusalLog, SocketsPerAddress, client_key
+from server.browser.limits import (
+    Admission,
+    MessageRate,
+    PollQuota,
+    RefusalLog,
+    SocketsPerAddress,
+    client_key,
+)
 from server.settings import Settings
 
 SECRET = "s" * 40
@@ -193,6 +200,38 @@ def test_refusal_log_once_a_minute_per_client_and_bounded():
     assert len(refusals) == 3
     assert refusals.should_log("d", 121)  # "a" and "b" are forgotten by now
     assert len(refusals) <= 3
+
+
+def test_poll_quota_counts_each_contact_once_per_key():
+    quota = PollQuota({"token": 1, "address": 2, "anonymous": 0})
+    one = (("token", "t1"), ("address", "a"))
+    two = (("token", "t2"), ("address", "a"))
+    assert quota.try_take(one, "c1") is None
+    assert quota.try_take(one, "c1") is None  # the same contact again: no more room needed
+    assert quota.try_take(one, "c2") == ("token", "t1")
+    assert quota.try_take(two, "c2") is None
+    assert quota.try_take(two, "c3") == ("token", "t2")
+    three = (("token", "t3"), ("address", "a"))
+    assert quota.try_take(three, "c3") == ("address", "a")  # nothing counted for t3 then
+    assert quota.held(("token", "t3")) == 0
+    quota.release(one, "c1")
+    assert quota.held(("address", "a")) == 2  # c1 is still watched once through `one`
+    quota.release(one, "c1")
+    assert quota.try_take(three, "c3") is None
+    for keys, contact in ((two, "c2"), (three, "c3")):
+        quota.release(keys, contact)
+    assert len(quota) == 0  # nothing kept for keys that hold nothing
+    unlimited = PollQuota({})
+    assert all(unlimited.try_take((("anonymous", ""),), f"c{n}") is None for n in range(500))
+
+
+def test_grants_name_their_token():
+    token = mint(SECRET, scope="contact", contact=CONTACT)
+    again = mint(SECRET, scope="contact", contact=CONTACT, now=time.time() - 5)
+    verifier = TokenVerifier({None: SECRET})
+    first = verifier.verify(token)
+    assert first.token_id and first.token_id == verifier.verify(token).token_id
+    assert verifier.verify(again).token_id != first.token_id
 
 
 def test_redactor():
