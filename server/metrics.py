@@ -51,7 +51,7 @@ BUS_CONNECTED = Gauge("queuecast_bus_connected", "1 while the bus listener is co
 BUS_RECONNECTS = Counter("queuecast_bus_reconnects_total", "Bus reconnection attempts.")
 BUS_WRITERS = Gauge(
     "queuecast_bus_writers",
-    "Subscriptions whose updates the bus writes to the socket itself (the steady state).",
+    "Subscriptions whose updates the fan-out writes to the socket itself (the steady state).",
 )
 BUS_MALFORMED = Counter(
     "queuecast_bus_malformed_total", "Malformed messages or states read from the bus."

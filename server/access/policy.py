@@ -1,7 +1,8 @@
 """Who may do what: the access policy (token keys, anonymous mode), the HTTP API guard, the
 security headers of HTTP responses, and the counters of refused requests.
 
-The WebSocket side of the same policy lives in `server.browser.gateway`.
+The WebSocket side of the same policy lives in `server.browser.gateway` (Origin, sockets per
+address) and `server.browser.session_access` (tokens, expiry).
 """
 
 from __future__ import annotations

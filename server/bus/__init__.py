@@ -1,4 +1,5 @@
-"""The event bus: one interface, a memory and a Redis backend."""
+"""The event bus: one interface, a memory and a Redis backend. It delivers events to local
+listeners and knows nothing of sockets or frames (server/browser/fanout.py does)."""
 
 from __future__ import annotations
 
