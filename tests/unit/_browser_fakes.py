@@ -43,6 +43,9 @@ class RecordingPoller:
         self.watching.discard(contact)
         self.unwatched.append(contact)
 
+    def tracked_explicitly(self, contact: str) -> bool:
+        return False
+
 
 class FakeSink:
     """A lent sink: `send` takes `takes` bytes at most (None: whole frames)."""

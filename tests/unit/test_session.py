@@ -16,6 +16,7 @@ from server.access.tokens import TokenVerifier, mint
 from server.browser.config import GatewayConfig
 from server.browser.delivery import Holdup
 from server.browser.fanout import SocketFanout
+from server.browser.limits import PollQuota
 from server.browser.session import ClientSession, SessionContext
 from server.bus import Bus, BusUnavailable, MemoryBackend, contact_channel, queue_channel
 from tests.bus.conftest import head
@@ -33,7 +34,7 @@ class World:
         self.bus = bus
         self.fanout = SocketFanout(bus)
         self.watchers = RecordingPoller()
-        self.context = SessionContext(config, bus, self.fanout, self.watchers)
+        self.context = SessionContext(config, bus, self.fanout, self.watchers, PollQuota({}))
 
     async def commit(
         self, contact: str = CONTACT, position: int = 3, *, queue: str | None = None, ended=False
