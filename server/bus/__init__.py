@@ -3,8 +3,9 @@ listeners and knows nothing of sockets or frames (server/browser/fanout.py does)
 
 from __future__ import annotations
 
-from server.bus.base import BusBackend, BusUnavailable, contact_channel, queue_channel
+from server.bus.base import BusBackend, BusUnavailable
 from server.bus.core import Bus, Delivery, Listener
+from server.bus.keys import contact_channel, queue_channel
 from server.bus.memory import MemoryBackend
 
 __all__ = [

@@ -21,37 +21,6 @@ class Message:
     data: bytes
 
 
-# Keys and channels of one contact share the `{contact}` hash tag so that they live in one
-# Redis Cluster slot.
-def contact_channel(contact: str) -> str:
-    return f"qc:{{{contact}}}:events"
-
-
-def contact_state_key(contact: str) -> str:
-    return f"qc:{{{contact}}}:state"
-
-
-def contact_seq_key(contact: str) -> str:
-    return f"qc:{{{contact}}}:seq"
-
-
-def queue_channel(queue: str) -> str:
-    return f"qc:queue:{{{queue}}}:events"
-
-
-def queue_members_key(queue: str) -> str:
-    return f"qc:queue:{{{queue}}}:contacts"
-
-
-def queue_figures_key(queue: str) -> str:
-    """The queue's latest figures event, as published (shares the queue's hash tag)."""
-    return f"qc:queue:{{{queue}}}:figures"
-
-
-def queue_figures_seq_key(queue: str) -> str:
-    return f"qc:queue:{{{queue}}}:figures-seq"
-
-
 class BusBackend(abc.ABC):
     """Pub/sub transport and state store. Implementations: memory and Redis."""
 

@@ -6,12 +6,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from server.bus.base import (
-    BusBackend,
-    Message,
-    contact_channel,
-    queue_channel,
-)
+from server.bus.base import BusBackend, Message
+from server.bus.keys import contact_channel, queue_channel
 from server.events import decode_event
 
 PRUNE_EVERY = 10.0  # seconds between two sweeps of what has lapsed

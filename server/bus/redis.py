@@ -14,15 +14,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from server.bus.base import (
-    BusBackend,
-    BusUnavailable,
-    Message,
+from server.bus._redis_errors import REDIS_ERRORS, redis_call, text
+from server.bus.base import BusBackend, BusUnavailable, Message
+from server.bus.keys import (
+    CONTROL_CHANNEL,
+    QUEUE_CHANNEL_PREFIX,
+    QUEUE_CHANNEL_SUFFIX,
     contact_channel,
     contact_seq_key,
     contact_state_key,
@@ -30,6 +31,7 @@ from server.bus.base import (
     queue_figures_key,
     queue_figures_seq_key,
     queue_members_key,
+    shard_control_channel,
 )
 from server.bus.redis_scripts import (
     COMMIT,
@@ -40,13 +42,6 @@ from server.bus.redis_scripts import (
     RAISE_FLOOR,
 )
 from server.bus.subscriber import SubscriberConnection
-
-# A channel nobody publishes on: it keeps the subscriber connection open even when no contact
-# is subscribed, so keep-alive pings can tell a live listener from a deaf one. On a cluster each
-# primary's connection has its own, a shard channel in one of that primary's slots.
-CONTROL_CHANNEL = "qc:control"
-
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError, hiredis.ProtocolError)
 
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -85,11 +80,8 @@ class RedisBackend(BusBackend):
             self._subscribe_command, self._unsubscribe_command = "SUBSCRIBE", "UNSUBSCRIBE"
             self._subscribed_kind, self._message_kind = b"subscribe", b"message"
 
-    async def _call(self, coro: Any) -> Any:
-        try:
-            return await asyncio.wait_for(coro, self._op_timeout)
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+    async def _call(self, command: Any) -> Any:
+        return await redis_call(command, self._op_timeout)
 
     async def connect(self) -> None:
         await self.ping()
@@ -107,7 +99,7 @@ class RedisBackend(BusBackend):
         await asyncio.gather(*reads, return_exceptions=True)
         for listener in listeners:
             # The connection is being thrown away either way.
-            with contextlib.suppress(*_ERRORS):
+            with contextlib.suppress(*REDIS_ERRORS):
                 await asyncio.wait_for(listener.close(), self._op_timeout)
 
     async def resubscribe(self, channels: Sequence[str]) -> None:
@@ -120,7 +112,7 @@ class RedisBackend(BusBackend):
             }
             # Pooled connections opened before an outage are dead; drop them rather than
             # fail the first command on each.
-            with contextlib.suppress(*_ERRORS):
+            with contextlib.suppress(*REDIS_ERRORS):
                 await self._client.connection_pool.disconnect()
         now = time.monotonic()
         for listener in self._listeners.values():
@@ -157,14 +149,14 @@ class RedisBackend(BusBackend):
         # connections opened before an outage.
         await self._call(cluster.nodes_manager.initialize())
         for node in cluster.get_nodes():
-            with contextlib.suppress(*_ERRORS):
+            with contextlib.suppress(*REDIS_ERRORS):
                 await node.disconnect()
         primaries = {node.name: node for node in cluster.get_primaries()}
         controls: dict[str, str] = {}
         for i in range(100_000):
             if len(controls) == len(primaries):
                 break
-            channel = f"qc:control:{{{i}}}"
+            channel = shard_control_channel(i)
             owner = cluster.get_node_from_key(channel)
             if owner is not None:
                 controls.setdefault(owner.name, channel)
@@ -250,18 +242,18 @@ class RedisBackend(BusBackend):
                     reply = await listener.next_reply(timeout)
                 else:
                     listener, reply = await self._next_of_many(listeners, timeout)
-            except _ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
             if reply is None:
                 continue
             # Pushes are [kind, channel, data-or-count]; a PING's answer is [b"pong", b""].
             kind = reply[0] if isinstance(reply, list) and reply else reply
             if kind == self._message_kind:
-                return Message(_text(reply[1]), reply[2])
+                return Message(text(reply[1]), reply[2])
             if kind in (b"pong", b"PONG"):
                 listener.ping_sent_at = None
             elif kind == self._subscribed_kind:
-                future = self._confirmations.get(_text(reply[1]))
+                future = self._confirmations.get(text(reply[1]))
                 if future is not None and not future.done():
                     future.set_result(None)
 
@@ -337,6 +329,8 @@ class RedisBackend(BusBackend):
             86_400_000,
             self._publish_command,
             "0" if self.cluster else "1",
+            QUEUE_CHANNEL_PREFIX,
+            QUEUE_CHANNEL_SUFFIX,
         ]
         seq, msg = await self._call(self._raise_floor(keys=keys, args=args))
         if self.cluster and msg and (match := QUEUE_IN_STATE.search(msg)):
@@ -384,7 +378,7 @@ class RedisBackend(BusBackend):
 
     async def queue_members(self, queue: str) -> list[str]:
         members = await self._call(self._queue_members(keys=[queue_members_key(queue)]))
-        return sorted(_text(member) for member in members)
+        return sorted(text(member) for member in members)
 
     async def leave_queue(self, queue: str, contact: str) -> None:
         await self._call(self._leave_queue(keys=[queue_members_key(queue)], args=[contact]))
@@ -392,7 +386,3 @@ class RedisBackend(BusBackend):
     async def ping(self) -> None:
         # On a cluster, every node must answer.
         await self._call(self._client.ping())
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -77,7 +77,8 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 # See BusBackend.raise_floor. The state's seq is its last member, so its head is everything up
-# to `"seq":`.
+# to `"seq":`. The queue is known only from the stored state, so the queue channel's name comes
+# as its two halves around the queue id (ARGV[6], ARGV[7]; server/bus/keys.py).
 RAISE_FLOOR = """
 local floor = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -101,7 +102,7 @@ if state then
     redis.call(ARGV[4], ARGV[2], msg)
     local queue = string.match(state, '"queue":"([^"]*)"')
     if queue and ARGV[5] == '1' then
-      redis.call(ARGV[4], 'qc:queue:{' .. queue .. '}:events', msg)
+      redis.call(ARGV[4], ARGV[6] .. queue .. ARGV[7], msg)
     end
   end
 end

@@ -37,34 +37,23 @@ from typing import Any, Literal
 
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
-from server.bus import Bus, BusUnavailable
+from server.bus import Bus
+from server.bus._redis_errors import redis_call, text
+from server.bus.keys import (
+    EXPLICIT_KEY,
+    REPLICAS_KEY,
+    budget_key,
+    interest_key,
+    lease_key,
+    polled_key,
+)
 from server.bus.redis import RedisClient
 from server.events import ContactEvent
 
 # One shared token bucket per Connect API quota: GetContactMetrics, DescribeContact,
 # GetCurrentMetricData, ListQueues, DescribeQueue.
 BudgetName = Literal["metrics", "describe", "current_metrics", "list_queues", "describe_queue"]
-
-REPLICAS_KEY = "qc:replicas"
-EXPLICIT_KEY = "qc:explicit"
-
-
-def interest_key(replica: str) -> str:
-    return f"qc:interest:{replica}"
-
-
-def lease_key(contact: str) -> str:
-    return f"qc:{{{contact}}}:lease"
-
-
-def polled_key(contact: str) -> str:
-    return f"qc:{{{contact}}}:polled"
-
-
-def budget_key(name: BudgetName) -> str:
-    return f"qc:budget:{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +232,6 @@ return 0
 # Shared with the queue figures' leader lease (server/connect/figures_lead.py).
 RENEW_LEASE, RELEASE_LEASE = _RENEW, _RELEASE
 
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
-
 
 class RedisCoordinator(Coordinator):
     """Leases, global interest and a shared budget in Redis (see the module docstring).
@@ -292,11 +279,8 @@ class RedisCoordinator(Coordinator):
         self._wanted_total = 0
         self._closed = False
 
-    async def _call(self, coro: Any) -> Any:
-        try:
-            return await asyncio.wait_for(coro, self._op_timeout)
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+    async def _call(self, command: Any) -> Any:
+        return await redis_call(command, self._op_timeout)
 
     # -- interest and leases -------------------------------------------------------------
 
@@ -307,7 +291,7 @@ class RedisCoordinator(Coordinator):
         live_raw = await self._call(
             self._heartbeat_script(keys=[REPLICAS_KEY], args=[self.replica_id, self._ttl_ms])
         )
-        live = [_text(r) for r in live_raw] or [self.replica_id]
+        live = [text(r) for r in live_raw] or [self.replica_id]
 
         reads = self._client.pipeline(transaction=False)
         for replica in live:
@@ -318,12 +302,12 @@ class RedisCoordinator(Coordinator):
         for raw_contact, raw_wanted in explicit_raw.items():
             decoded = Wanted.decode(raw_wanted)
             if decoded is not None:
-                wanted[_text(raw_contact)] = replace(decoded, explicit=True)
+                wanted[text(raw_contact)] = replace(decoded, explicit=True)
         for mapping in interests:
             for raw_contact, raw_wanted in mapping.items():
                 decoded = Wanted.decode(raw_wanted)
                 if decoded is not None:
-                    wanted.setdefault(_text(raw_contact), decoded)
+                    wanted.setdefault(text(raw_contact), decoded)
         self._wanted_total = len(wanted)
 
         assignment = Assignment(wanted=wanted)
@@ -521,7 +505,3 @@ class RedisCoordinator(Coordinator):
     @property
     def leases(self) -> frozenset[str]:
         return frozenset(self._leases)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

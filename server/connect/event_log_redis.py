@@ -9,25 +9,21 @@ ids carry Redis's own clock, so a cursor taken before an outage still orders wha
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
-from server.bus import BusUnavailable
+from server.bus._redis_errors import redis_call
+from server.bus.keys import EVENT_LOG_KEY, event_seen_key
 from server.connect.contact_events import ConnectContactEvent
 from server.connect.event_log import DEDUP_TTL_S, MAX_ENTRIES, ContactEventLog, LogRead
 
 log = logging.getLogger("queuecast.events")
 
-STREAM_KEY = "qc:{cevents}:log"
-SEEN_PREFIX = "qc:{cevents}:seen:"
 PAYLOAD_FIELD = b"e"
 
 # KEYS[1] the stream, KEYS[2..] one idempotence key per event; ARGV[1] the keys' TTL (ms),
@@ -42,12 +38,6 @@ for i = 2, #KEYS do
 end
 return added
 """
-
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError, hiredis.ProtocolError)
-
-
-def seen_key(event_id: str) -> str:
-    return SEEN_PREFIX + event_id
 
 
 class RedisContactEventLog(ContactEventLog):
@@ -80,18 +70,13 @@ class RedisContactEventLog(ContactEventLog):
         self._op_timeout = op_timeout
         self._wall = wall
 
-    async def _call(self, coro: Any, extra_s: float = 0.0) -> Any:
-        try:
-            # Not wait_for: Python 3.11's loses a cancellation that arrives as the call ends.
-            async with asyncio.timeout(self._op_timeout + extra_s):
-                return await coro
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+    async def _call(self, command: Any, extra_s: float = 0.0) -> Any:
+        return await redis_call(command, self._op_timeout + extra_s)
 
     async def append(self, events: Sequence[ConnectContactEvent]) -> int:
         if not events:
             return 0
-        keys = [STREAM_KEY, *(seen_key(event.event_id) for event in events)]
+        keys = [EVENT_LOG_KEY, *(event_seen_key(event.event_id) for event in events)]
         args: list[Any] = [self._dedup_ms, self._max_entries]
         args += [event.to_json() for event in events]
         return int(await self._call(self._append(keys=keys, args=args)))
@@ -102,7 +87,7 @@ class RedisContactEventLog(ContactEventLog):
     async def read_after(self, cursor: str, *, block_s: float, count: int) -> LogRead:
         block_ms = max(1, int(block_s * 1000))
         reply = await self._call(
-            self._client.xread({STREAM_KEY: cursor}, count=count, block=block_ms), block_s
+            self._client.xread({EVENT_LOG_KEY: cursor}, count=count, block=block_ms), block_s
         )
         events: list[ConnectContactEvent] = []
         streams = reply.items() if isinstance(reply, dict) else (reply or ())  # RESP3 or 2

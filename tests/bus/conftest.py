@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from server.app import redis_client
 from server.bus import Bus, BusBackend, Delivery, MemoryBackend
-from server.bus.base import contact_state_key
+from server.bus.keys import contact_state_key
 from server.bus.redis import RedisBackend
 from server.events import encode_head
 from tests.support import TIMEOUT_SCALE

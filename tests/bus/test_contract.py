@@ -120,6 +120,32 @@ async def test_queue_channel_gets_the_same_bytes_and_members_follow_ended(bus_ha
         assert by_contact.deliveries[-1].event.ended
 
 
+async def test_raise_floor_republishes_the_stored_state_on_both_channels(bus_harness) -> None:
+    async with bus_harness.bus() as bus:
+        by_contact, by_queue = Recorder(), Recorder()
+        await bus.subscribe(contact_channel(CONTACT), by_contact)
+        await bus.subscribe(queue_channel("sales"), by_queue)
+        sent = await bus.commit(CONTACT, "sales", head(CONTACT, queue="sales"), ttl=60, ended=False)
+        assert await bus.raise_floor(CONTACT, 1) == 0  # the counter is there already
+
+        assert await bus.raise_floor(CONTACT, 10) == 11
+        await by_contact.wait_for(2)
+        await by_queue.wait_for(2)
+        assert by_contact.seqs == by_queue.seqs == [1, 11]
+        assert by_queue.deliveries[-1].channel == queue_channel("sales")
+        again = by_contact.deliveries[-1].text.encode()
+        assert again == sent.replace(b'"seq":1}', b'"seq":11}')
+        [stored] = await bus.read_states([CONTACT])
+        assert stored is not None and stored.seq == 11
+
+        # No stored state: only the counter rises, nothing is published.
+        assert await bus.raise_floor("c-2", 5) == 5
+        assert await bus.commit("c-2", None, head("c-2"), ttl=60, ended=False) == (
+            head("c-2") + b"6}"
+        )
+        assert by_contact.seqs == [1, 11]
+
+
 async def test_read_states_returns_the_latest(bus_harness) -> None:
     async with bus_harness.bus() as bus:
         assert await bus.read_states([]) == []

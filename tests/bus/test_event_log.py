@@ -18,9 +18,10 @@ from server._lifecycle import cancel_and_wait
 from server.app import redis_client
 from server.backoff import Backoff
 from server.bus import BusUnavailable
+from server.bus.keys import EVENT_LOG_KEY, event_seen_key
 from server.connect.contact_events import ConnectContactEvent
 from server.connect.event_log import ContactEventFollower, ContactEventLog, MemoryContactEventLog
-from server.connect.event_log_redis import STREAM_KEY, RedisContactEventLog, seen_key
+from server.connect.event_log_redis import RedisContactEventLog
 from tests.bus.conftest import WAIT, eventually
 from tests.support.redis import RedisServer, running_redis
 
@@ -211,8 +212,8 @@ async def test_a_malformed_entry_is_skipped(redis_logs) -> None:
     event_log = redis_logs.log()
     raw = await redis_logs.raw()
     async with Following(event_log) as following:
-        await raw.xadd(STREAM_KEY, {"e": b"{not json"})
-        await raw.xadd(STREAM_KEY, {"other": b"1"})
+        await raw.xadd(EVENT_LOG_KEY, {"e": b"{not json"})
+        await raw.xadd(EVENT_LOG_KEY, {"other": b"1"})
         await event_log.append([event(1)])
         assert await following.wait_for(1) == ["ev-1"]
 
@@ -246,6 +247,6 @@ async def test_redis_down_append_raises_and_the_follower_misses_nothing(redis_lo
 
 
 async def test_cluster_keys_share_one_slot(redis_cluster_nodes) -> None:
-    slot = redis_cluster_nodes.keyslot(STREAM_KEY)
-    assert redis_cluster_nodes.keyslot(seen_key("any-id")) == slot
-    assert redis_cluster_nodes.keyslot(seen_key("{odd}id")) == slot
+    slot = redis_cluster_nodes.keyslot(EVENT_LOG_KEY)
+    assert redis_cluster_nodes.keyslot(event_seen_key("any-id")) == slot
+    assert redis_cluster_nodes.keyslot(event_seen_key("{odd}id")) == slot

@@ -8,9 +8,14 @@ from redis.asyncio.cluster import RedisCluster
 
 from server.app import redis_client
 from server.bus import contact_channel, queue_channel
-from server.bus.base import contact_seq_key, contact_state_key, queue_members_key
+from server.bus.keys import (
+    contact_seq_key,
+    contact_state_key,
+    lease_key,
+    polled_key,
+    queue_members_key,
+)
 from server.bus.redis_cluster import cluster_client, is_cluster_url
-from server.connect.coordination import lease_key, polled_key
 from tests.bus.conftest import Recorder, head
 
 CONTACT = "5f3c2a8e-1b7d-4c9a-9e21-0d4b6a7c8e90"

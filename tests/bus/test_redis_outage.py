@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.bus import BusUnavailable, contact_channel
-from server.bus.redis import CONTROL_CHANNEL
+from server.bus.keys import CONTROL_CHANNEL
 from tests.bus.conftest import PING_INTERVAL, Recorder, eventually, head
 
 CONTACT = "c-1"

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
-from server.bus.base import queue_channel
+from server.bus.keys import queue_channel
 from server.events import ContactEvent
 from tests.support.service import start_service_process
 from tests.support.wsclient import ws_client
