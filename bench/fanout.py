@@ -52,6 +52,7 @@ from _harness import (
 )
 from _wsload import LoadClient, open_clients
 
+from server.bus import Commit
 from server.bus.redis import RedisBackend
 from server.events import encode_head, seq_of, utc_iso
 
@@ -185,7 +186,7 @@ def head_for(contact: Contact, kind: str = "update") -> bytes:
 
 async def commit(backend: RedisBackend, contact: Contact, kind: str = "update") -> int:
     data = await backend.commit(
-        contact.id, None, head_for(contact, kind), ttl=3600, ended=False, floor=contact.seq
+        Commit(contact.id, None, head_for(contact, kind), ttl=3600, ended=False, floor=contact.seq)
     )
     contact.seq = seq_of(data)
     return contact.seq

@@ -45,6 +45,7 @@ import redis.asyncio as aioredis
 from _harness import print_result
 from playwright.async_api import Page, async_playwright
 
+from server.bus import Commit
 from server.bus.redis import RedisBackend
 from server.events import encode_head, seq_of, utc_iso
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, QUIET_FLAGS
@@ -156,7 +157,7 @@ async def commit(
     ended = kind == "ended"
     head = model.head(contact, kind)
     data = await backend.commit(
-        contact.id, model.queue, head, ttl=300 if ended else 3600, ended=ended
+        Commit(contact.id, model.queue, head, ttl=300 if ended else 3600, ended=ended)
     )
     contact.seq = seq_of(data)
     if not ended:

@@ -3,7 +3,7 @@ listeners and knows nothing of sockets or frames (server/browser/fanout.py does)
 
 from __future__ import annotations
 
-from server.bus.base import BusBackend, BusUnavailable
+from server.bus.base import BusBackend, BusUnavailable, Commit
 from server.bus.core import Bus, Delivery, Listener
 from server.bus.keys import contact_channel, queue_channel
 from server.bus.memory import MemoryBackend
@@ -12,6 +12,7 @@ __all__ = [
     "Bus",
     "BusBackend",
     "BusUnavailable",
+    "Commit",
     "Delivery",
     "Listener",
     "MemoryBackend",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 
 class BusUnavailable(ConnectionError):
@@ -19,6 +19,35 @@ class BusUnavailable(ConnectionError):
 class Message:
     channel: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One new state of a contact, to be stored and published atomically (`Bus.commit`).
+
+    The event goes to the contact's channel and, with a `queue`, to the queue's channel too;
+    the queue's member set gains the contact, or loses it when `ended`.
+
+    Attributes:
+        head: the event encoded up to `"seq":` (see `server.events.encode_head`); the store
+            appends the seq it assigns.
+        ttl: seconds to keep the stored state.
+        ended: the contact left its queue (an `ended` event, kept as a tombstone).
+        floor: the highest seq the caller knows was published; the new seq exceeds it even
+            when the store lost its counter.
+    """
+
+    contact: str
+    queue: str | None
+    head: bytes
+    _: KW_ONLY
+    ttl: float
+    ended: bool
+    floor: int = 0
+
+    def message(self, seq: int) -> bytes:
+        """The complete event as published with `seq` (seq is always its last member)."""
+        return self.head + str(seq).encode() + b"}"
 
 
 class BusBackend(abc.ABC):
@@ -56,26 +85,9 @@ class BusBackend(abc.ABC):
         """Reopen the subscriber connection and subscribe `channels` again."""
 
     @abc.abstractmethod
-    async def commit(
-        self,
-        contact: str,
-        queue: str | None,
-        head: bytes,
-        *,
-        ttl: float,
-        ended: bool,
-        floor: int = 0,
-    ) -> bytes:
-        """Atomically: next seq, store head+seq as the contact's state, publish it.
-
-        The event goes to the contact's channel and, with a queue, to the queue's channel; the
-        queue's member set gains the contact, or loses it when `ended`.
-
-        Args:
-            head: the event encoded up to `"seq":` (see `server.events.encode_head`).
-            ttl: seconds to keep the stored state.
-            floor: the highest seq the caller knows was published; the new seq exceeds it
-                even when the store lost its counter.
+    async def commit(self, commit: Commit) -> bytes:
+        """Atomically: next seq (above `commit.floor`), store the event with it as the
+        contact's state, publish it (see `Commit`).
 
         Returns:
             The complete message as published.

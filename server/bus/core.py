@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.backoff import Backoff
-from server.bus.base import BusBackend, BusUnavailable, Message
+from server.bus.base import BusBackend, BusUnavailable, Commit, Message
 from server.bus.channel import Channel, Delivery, Listener
 from server.bus.read_batch import ReadBatcher
 from server.events import (
@@ -239,17 +239,9 @@ class Bus(AsyncCloseable):
 
     # -- store -----------------------------------------------------------------------------
 
-    async def commit(
-        self,
-        contact: str,
-        queue: str | None,
-        head: bytes,
-        *,
-        ttl: float,
-        ended: bool,
-        floor: int = 0,
-    ) -> bytes:
-        data = await self.backend.commit(contact, queue, head, ttl=ttl, ended=ended, floor=floor)
+    async def commit(self, commit: Commit) -> bytes:
+        """Store and publish a contact's new state (see `Commit`); returns the message."""
+        data = await self.backend.commit(commit)
         metrics.EVENTS_PUBLISHED.inc()
         return data
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from server.bus.base import BusBackend, Message
+from server.bus.base import BusBackend, Commit, Message
 from server.bus.keys import contact_channel, queue_channel
 from server.events import decode_event
 
@@ -56,26 +56,18 @@ class MemoryBackend(BusBackend):
     async def next_published(self) -> Message:
         return await self._queue.get()
 
-    async def commit(
-        self,
-        contact: str,
-        queue: str | None,
-        head: bytes,
-        *,
-        ttl: float,
-        ended: bool,
-        floor: int = 0,
-    ) -> bytes:
+    async def commit(self, commit: Commit) -> bytes:
+        contact, queue, ttl = commit.contact, commit.queue, commit.ttl
         now = time.monotonic()
         self._prune(now)
-        seq = max(self._seqs.get(contact, 0), floor) + 1
+        seq = max(self._seqs.get(contact, 0), commit.floor) + 1
         self._seqs[contact] = seq
         self._seqs_until[contact] = now + ttl + SEQ_KEPT_BEYOND_STATE
-        data = head + str(seq).encode() + b"}"
+        data = commit.message(seq)
         self._states[contact] = (data, now + ttl)
         if queue is not None:
             members = self._queues.setdefault(queue, {})
-            if ended:
+            if commit.ended:
                 members.pop(contact, None)
             else:
                 members[contact] = now + ttl

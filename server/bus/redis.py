@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from server.bus._redis_errors import REDIS_ERRORS, redis_call, text
-from server.bus.base import BusBackend, BusUnavailable, Message
+from server.bus.base import BusBackend, BusUnavailable, Commit, Message
 from server.bus.keys import (
     CONTROL_CHANNEL,
     QUEUE_CHANNEL_PREFIX,
@@ -279,31 +279,23 @@ class RedisBackend(BusBackend):
                 return listener, task.result()
         raise AssertionError("asyncio.wait returned with no read done")
 
-    async def commit(
-        self,
-        contact: str,
-        queue: str | None,
-        head: bytes,
-        *,
-        ttl: float,
-        ended: bool,
-        floor: int = 0,
-    ) -> bytes:
+    async def commit(self, commit: Commit) -> bytes:
+        contact, queue, ended = commit.contact, commit.queue, commit.ended
         keys = [contact_seq_key(contact), contact_state_key(contact)]
         # On a cluster the queue's part is a second step, in the queue's own slot.
         together = queue is not None and not self.cluster
         if together:
             keys.append(queue_members_key(queue))  # type: ignore[arg-type]
-        ttl_ms = max(1, int(ttl * 1000))
+        ttl_ms = max(1, int(commit.ttl * 1000))
         args: list[bytes | str | int] = [
-            head,
+            commit.head,
             ttl_ms,
             contact_channel(contact),
             queue_channel(queue) if queue is not None else "",
             "1" if ended else "0",
             ttl_ms * 2 + 86_400_000,
             contact,
-            floor,
+            commit.floor,
             self._publish_command,
         ]
         result: bytes = await self._call(self._commit(keys=keys, args=args))

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from server.bus import Bus, BusUnavailable
+from server.bus import Bus, BusUnavailable, Commit
 from server.connect.contact_state import ContactState
 from server.events import Basis, EventType, encode_head, seq_of, utc_iso
 
@@ -84,14 +84,7 @@ class ContactPublisher:
             basis=basis,
         )
         try:
-            data = await self._bus.commit(
-                state.contact,
-                state.queue,
-                head,
-                ttl=self._state_ttl,
-                ended=False,
-                floor=state.seq,
-            )
+            data = await self._bus.commit(self._commit(state, head, ended=False))
         except BusUnavailable as exc:
             log.warning("could not publish, will retry", extra={"error": str(exc)})
             return False
@@ -101,6 +94,12 @@ class ContactPublisher:
         state.published_stale = stale
         state.published_basis = basis
         return True
+
+    def _commit(self, state: ContactState, head: bytes, *, ended: bool) -> Commit:
+        # The floor: the last seq this process saw for the contact, kept even when the
+        # store lost its counter. An end is kept for its own, usually shorter, TTL.
+        ttl = self._tombstone_ttl if ended else self._state_ttl
+        return Commit(state.contact, state.queue, head, ttl=ttl, ended=ended, floor=state.seq)
 
     async def publish_stale(self, state: ContactState) -> None:
         """Tell subscribers the last published values are no longer confirmed."""
@@ -155,14 +154,7 @@ class ContactPublisher:
             enqueued=state.enqueued,
         )
         try:
-            await self._bus.commit(
-                state.contact,
-                state.queue,
-                head,
-                ttl=self._tombstone_ttl,
-                ended=True,
-                floor=state.seq,
-            )
+            await self._bus.commit(self._commit(state, head, ended=True))
         except BusUnavailable as exc:
             log.warning("could not publish an end, will retry", extra={"error": str(exc)})
             pending.committing = False

@@ -8,7 +8,7 @@ import random
 import pytest
 from prometheus_client import REGISTRY
 
-from server.bus import BusUnavailable, contact_channel, queue_channel
+from server.bus import BusUnavailable, Commit, contact_channel, queue_channel
 from server.events import QueueFiguresEvent, decode_event, encode_queue_head
 from tests.bus.conftest import Recorder, eventually, head
 
@@ -26,7 +26,7 @@ async def test_subscribe_then_commit_delivers_the_committed_bytes(bus_harness) -
         channel = contact_channel(CONTACT)
         await bus.subscribe(channel, listener)
         committed = [
-            await bus.commit(CONTACT, None, head(CONTACT, position=p), ttl=60, ended=False)
+            await bus.commit(Commit(CONTACT, None, head(CONTACT, position=p), ttl=60, ended=False))
             for p in (3, 2, 1)
         ]
         deliveries = await listener.wait_for(3)
@@ -39,13 +39,14 @@ async def test_subscribe_then_commit_delivers_the_committed_bytes(bus_harness) -
 
 async def test_commit_returns_head_plus_seq(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        first = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
-        second = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        first = await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
+        second = await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         assert first == head(CONTACT) + b"1}"
         assert second == head(CONTACT) + b"2}"
         # Seqs are per contact.
         assert (
-            await bus.commit("c-2", None, head("c-2"), ttl=60, ended=False) == head("c-2") + b"1}"
+            await bus.commit(Commit("c-2", None, head("c-2"), ttl=60, ended=False))
+            == head("c-2") + b"1}"
         )
 
 
@@ -53,8 +54,8 @@ async def test_nothing_is_delivered_without_a_subscription(bus_harness) -> None:
     async with bus_harness.bus() as bus:
         listener = Recorder()
         await bus.subscribe(contact_channel("other"), listener)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
-        await bus.commit("other", None, head("other"), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
+        await bus.commit(Commit("other", None, head("other"), ttl=60, ended=False))
         await listener.wait_for(1)
         assert [d.event.contact for d in listener.deliveries] == ["other"]
 
@@ -70,7 +71,7 @@ async def test_two_listeners_share_one_backend_subscription(bus_harness) -> None
         assert list(bus.channels) == [channel]
         assert await bus_harness.backend_subscribers(bus.backend, channel) == 1
 
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         (da,) = await a.wait_for(1)
         (db,) = await b.wait_for(1)
         assert da is db  # one decode, the same text for every listener
@@ -78,7 +79,7 @@ async def test_two_listeners_share_one_backend_subscription(bus_harness) -> None
         await bus.unsubscribe(channel, a)
         assert bus.listener_count(channel) == 1
         assert await bus_harness.backend_subscribers(bus.backend, channel) == 1
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         await b.wait_for(2)
         assert len(a.deliveries) == 1
 
@@ -102,11 +103,13 @@ async def test_queue_channel_gets_the_same_bytes_and_members_follow_ended(bus_ha
         await bus.subscribe(queue_channel("sales"), by_queue)
         assert await bus.queue_members("sales") == []
 
-        await bus.commit(CONTACT, "sales", head(CONTACT, queue="sales"), ttl=60, ended=False)
-        await bus.commit("c-2", "sales", head("c-2", queue="sales"), ttl=60, ended=False)
+        await bus.commit(
+            Commit(CONTACT, "sales", head(CONTACT, queue="sales"), ttl=60, ended=False)
+        )
+        await bus.commit(Commit("c-2", "sales", head("c-2", queue="sales"), ttl=60, ended=False))
         assert await bus.queue_members("sales") == [CONTACT, "c-2"]
         await bus.commit(
-            CONTACT, "sales", head(CONTACT, queue="sales", ended=True), ttl=60, ended=True
+            Commit(CONTACT, "sales", head(CONTACT, queue="sales", ended=True), ttl=60, ended=True)
         )
         assert await bus.queue_members("sales") == ["c-2"]
         assert await bus.queue_members("support") == []
@@ -125,7 +128,9 @@ async def test_raise_floor_republishes_the_stored_state_on_both_channels(bus_har
         by_contact, by_queue = Recorder(), Recorder()
         await bus.subscribe(contact_channel(CONTACT), by_contact)
         await bus.subscribe(queue_channel("sales"), by_queue)
-        sent = await bus.commit(CONTACT, "sales", head(CONTACT, queue="sales"), ttl=60, ended=False)
+        sent = await bus.commit(
+            Commit(CONTACT, "sales", head(CONTACT, queue="sales"), ttl=60, ended=False)
+        )
         assert await bus.raise_floor(CONTACT, 1) == 0  # the counter is there already
 
         assert await bus.raise_floor(CONTACT, 10) == 11
@@ -140,7 +145,7 @@ async def test_raise_floor_republishes_the_stored_state_on_both_channels(bus_har
 
         # No stored state: only the counter rises, nothing is published.
         assert await bus.raise_floor("c-2", 5) == 5
-        assert await bus.commit("c-2", None, head("c-2"), ttl=60, ended=False) == (
+        assert await bus.commit(Commit("c-2", None, head("c-2"), ttl=60, ended=False)) == (
             head("c-2") + b"6}"
         )
         assert by_contact.seqs == [1, 11]
@@ -149,8 +154,10 @@ async def test_raise_floor_republishes_the_stored_state_on_both_channels(bus_har
 async def test_read_states_returns_the_latest(bus_harness) -> None:
     async with bus_harness.bus() as bus:
         assert await bus.read_states([]) == []
-        await bus.commit(CONTACT, None, head(CONTACT, position=5), ttl=60, ended=False)
-        latest = await bus.commit(CONTACT, None, head(CONTACT, position=4), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT, position=5), ttl=60, ended=False))
+        latest = await bus.commit(
+            Commit(CONTACT, None, head(CONTACT, position=4), ttl=60, ended=False)
+        )
         states = await bus.read_states([CONTACT, "unknown"])
         assert states == [decode_event(latest), None]
         assert states[0].position == 4
@@ -159,14 +166,14 @@ async def test_read_states_returns_the_latest(bus_harness) -> None:
 
 async def test_read_states_expire_after_ttl_but_seq_continues(bus_harness) -> None:
     async with bus_harness.bus() as bus:
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=0.05, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=0.05, ended=False))
         assert (await bus.read_states([CONTACT]))[0] is not None
         async with asyncio.timeout(5):
             while (await bus.read_states([CONTACT]))[0] is not None:
                 await asyncio.sleep(0.02)
         # The counter outlives the state: a seq a client has seen is never reused.
         assert (
-            await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+            await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
             == head(CONTACT) + b"2}"
         )
 
@@ -193,7 +200,7 @@ async def test_malformed_message_is_dropped_counted_and_reading_goes_on(
         await bus.subscribe(channel, listener)
         before = malformed_count()
         await bus.backend.publish(channel, garbage)
-        good = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        good = await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         (delivery,) = await listener.wait_for(1)
         assert delivery.text.encode() == good
         assert malformed_count() == before + 1
@@ -210,8 +217,8 @@ async def test_a_failing_listener_does_not_starve_the_others(bus_harness, caplog
         good = Recorder()
         await bus.subscribe(channel, Broken())
         await bus.subscribe(channel, good)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         await good.wait_for(2)
         assert bus.connected
         assert "listener failed" in caplog.text
@@ -232,12 +239,12 @@ async def test_failed_backend_subscribe_leaves_nothing_registered(bus_harness, m
         assert bus.listener_count(channel) == 0
         assert list(bus.channels) == []
         assert await bus_harness.backend_subscribers(bus.backend, channel) == 0
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
 
         # Once the backend works again the same listener subscribes normally.
         monkeypatch.setattr(bus.backend, "subscribe", real_subscribe)
         await bus.subscribe(channel, listener)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         (delivery,) = await listener.wait_for(1)
         assert delivery.event.seq == 2
         await asyncio.sleep(0.05)
@@ -273,11 +280,11 @@ async def test_concurrent_subscribe_unsubscribe_end_consistent(bus_harness) -> N
             listener.deliveries.clear()
         registered = [r for r in listeners if bus.is_listening(channel, r)]
         assert len(registered) == bus.listener_count(channel)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         if not registered:
             registered = [Recorder("late")]
             await bus.subscribe(channel, registered[0])
-            await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+            await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         for listener in registered:
             await listener.wait_for(1)
         await asyncio.sleep(0.05)
@@ -305,7 +312,7 @@ async def test_message_committed_after_subscribe_is_never_lost_under_churn(bus_h
             watcher = Recorder(f"watcher-{i}")
             for _ in range(3):
                 await bus.subscribe(channel, watcher)
-                data = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+                data = await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
                 await eventually(lambda d=data: d in {x.text.encode() for x in watcher.deliveries})
                 assert watcher.seqs == sorted(watcher.seqs)
                 await bus.unsubscribe(channel, watcher)
@@ -373,7 +380,7 @@ async def test_queue_figures_and_members_share_the_queue_channel(bus_harness) ->
     async with bus_harness.bus() as bus:
         listener = Recorder()
         await bus.subscribe(queue_channel("q-1"), listener)
-        await bus.commit(CONTACT, "q-1", head(CONTACT, queue="q-1"), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, "q-1", head(CONTACT, queue="q-1"), ttl=60, ended=False))
         await bus.commit_queue_figures("q-1", figures_head("q-1", 1), ttl=60)
         deliveries = await listener.wait_for(2)
         assert [type(d.event).__name__ for d in deliveries] == ["ContactEvent", "QueueFiguresEvent"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.bus import Bus, MemoryBackend, contact_channel
+from server.bus import Bus, Commit, MemoryBackend, contact_channel
 from tests.bus.conftest import Recorder, head
 
 CHANNEL = contact_channel("c-1")
@@ -79,5 +79,5 @@ async def test_subscribe_waiting_behind_last_unsubscribe_is_not_run_concurrently
         assert bus.listener_count(CHANNEL) == 1
         assert CHANNEL in bus.channels
         assert CHANNEL in backend._channels, "bus thinks it is subscribed; the backend is not"
-        await bus.commit("c-1", None, head("c-1"), ttl=60, ended=False)
+        await bus.commit(Commit("c-1", None, head("c-1"), ttl=60, ended=False))
         await y.wait_for(1, timeout=1)

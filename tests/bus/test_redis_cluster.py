@@ -7,7 +7,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from server.app import redis_client
-from server.bus import contact_channel, queue_channel
+from server.bus import Commit, contact_channel, queue_channel
 from server.bus.keys import (
     contact_seq_key,
     contact_state_key,
@@ -61,7 +61,9 @@ async def test_commit_reaches_contact_and_queue_channels_on_their_own_nodes(
         by_contact, by_queue = Recorder(), Recorder()
         await bus.subscribe(contact_channel(CONTACT), by_contact)
         await bus.subscribe(queue_channel(queue), by_queue)
-        sent = await bus.commit(CONTACT, queue, head(CONTACT, queue=queue), ttl=60, ended=False)
+        sent = await bus.commit(
+            Commit(CONTACT, queue, head(CONTACT, queue=queue), ttl=60, ended=False)
+        )
         assert await bus.queue_members(queue) == [CONTACT]
         (a,) = await by_contact.wait_for(1)
         (b,) = await by_queue.wait_for(1)
@@ -73,7 +75,9 @@ async def test_commit_reaches_contact_and_queue_channels_on_their_own_nodes(
         await by_queue.wait_for(2)
         assert by_contact.seqs == by_queue.seqs == [1, 11]
 
-        await bus.commit(CONTACT, queue, head(CONTACT, queue=queue, ended=True), ttl=60, ended=True)
+        await bus.commit(
+            Commit(CONTACT, queue, head(CONTACT, queue=queue, ended=True), ttl=60, ended=True)
+        )
         assert await bus.queue_members(queue) == []
 
 

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from server.bus import BusUnavailable, contact_channel
+from server.bus import BusUnavailable, Commit, contact_channel
 from server.bus.keys import CONTROL_CHANNEL
 from tests.bus.conftest import PING_INTERVAL, Recorder, eventually, head
 
@@ -30,14 +30,14 @@ async def test_kill_and_restart_reconnects_and_resubscribes(redis_harness) -> No
         bus.on_reconnect(on_reconnect)
         listener = Recorder()
         await bus.subscribe(contact_channel(CONTACT), listener)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         await listener.wait_for(1)
 
         await server.kill()
         await eventually(lambda: not bus.connected)
         assert bus.last_error
         with pytest.raises(BusUnavailable):
-            await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+            await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         with pytest.raises(BusUnavailable):
             await bus.ping()
 
@@ -46,7 +46,7 @@ async def test_kill_and_restart_reconnects_and_resubscribes(redis_harness) -> No
         assert bus.last_error is None
         await eventually(lambda: hook_runs == [True])
 
-        after = await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        after = await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         (_, delivery) = await listener.wait_for(2)
         assert delivery.text.encode() == after
         assert list(bus.channels) == [contact_channel(CONTACT)]
@@ -74,7 +74,7 @@ async def test_long_outage_keeps_retrying_and_unsubscribe_meanwhile_is_honoured(
         await eventually(lambda: bus.connected)
         assert sorted(bus.channels) == [contact_channel("kept")]
         for name in ("kept", "dropped"):
-            await bus.commit(name, None, head(name), ttl=60, ended=False)
+            await bus.commit(Commit(name, None, head(name), ttl=60, ended=False))
         await kept.wait_for(1)
         assert await redis_harness.backend_subscribers(bus.backend, contact_channel("dropped")) == 0
         assert dropped.deliveries == []
@@ -90,7 +90,7 @@ async def test_bus_started_while_redis_is_down_connects_when_it_comes_up(redis_h
         await eventually(lambda: bus.connected)
         listener = Recorder()
         await bus.subscribe(contact_channel(CONTACT), listener)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         await listener.wait_for(1)
 
 
@@ -108,7 +108,7 @@ async def test_killed_pubsub_connection_reconnects(listener_harness) -> None:
         assert await listener_harness.kill_listeners(contact_channel(CONTACT)) >= 1
         await eventually(lambda: hook_runs == 1)
         assert bus.connected
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         await listener.wait_for(1)
 
 
@@ -125,7 +125,7 @@ async def test_deaf_listener_is_detected_and_reconnects(listener_harness) -> Non
         assert "PING" in (bus.last_error or "")
         await eventually(lambda: bus.connected)
         assert reconnects() > before
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         await listener.wait_for(1)
 
 
@@ -160,5 +160,5 @@ async def test_failed_subscribe_command_leaves_no_stale_confirmation(
         assert bus.listener_count(channel) == 0
 
         await asyncio.wait_for(bus.subscribe(channel, listener), 0.8)
-        await bus.commit(CONTACT, None, head(CONTACT), ttl=60, ended=False)
+        await bus.commit(Commit(CONTACT, None, head(CONTACT), ttl=60, ended=False))
         await listener.wait_for(1)

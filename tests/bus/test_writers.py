@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from server.browser.fanout import FrameCache, SocketFanout
-from server.bus import Bus, contact_channel
+from server.bus import Bus, Commit, contact_channel
 from server.events import ContactEvent
 from tests.bus.conftest import Recorder, eventually, head
 
@@ -74,7 +74,7 @@ class AttachedRecorder(Recorder):
 
 async def commit(bus: Bus, position: int = 3, *, ended: bool = False) -> bytes:
     return await bus.commit(
-        CONTACT, None, head(CONTACT, position=position, ended=ended), ttl=60, ended=ended
+        Commit(CONTACT, None, head(CONTACT, position=position, ended=ended), ttl=60, ended=ended)
     )
 
 

@@ -13,6 +13,7 @@ import re
 import pytest
 import redis.asyncio as aioredis
 
+from server.bus import Commit
 from server.bus.redis import RedisBackend
 from server.events import encode_head
 from tests.e2e.test_gateway import _small_buffer_socket
@@ -78,7 +79,7 @@ async def commit_updates(redis_url: str, instance: str, contact: str, positions:
                 stale=False,
                 reason="x" * 1000 if position > 5 else None,  # big frames fill buffers sooner
             )
-            await backend.commit(contact, None, head, ttl=60, ended=False)
+            await backend.commit(Commit(contact, None, head, ttl=60, ended=False))
             if position % 50 == 0:
                 await asyncio.sleep(0)
     finally:

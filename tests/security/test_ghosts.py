@@ -14,7 +14,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from server.bus import memory
+from server.bus import Commit, memory
 from server.bus.memory import MemoryBackend
 from server.events import encode_head
 from tests.support.service import mint_test_token, start_service_process
@@ -88,7 +88,7 @@ async def test_the_in_process_bus_forgets_what_has_lapsed(monkeypatch):
             stale=False,
             reason=None,
         )
-        await backend.commit(f"c{n}", "q", head, ttl=0.05, ended=False)
+        await backend.commit(Commit(f"c{n}", "q", head, ttl=0.05, ended=False))
     assert backend.held() == {"states": 50, "seqs": 50, "queues": 1, "members": 50}
     await asyncio.sleep(0.15)
     assert await backend.queue_members("q") == []

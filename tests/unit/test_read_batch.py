@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.bus.base import BusUnavailable
+from server.bus.base import BusUnavailable, Commit
 from server.bus.core import Bus
 from server.bus.memory import MemoryBackend
 from server.bus.read_batch import ReadBatcher
@@ -268,7 +268,7 @@ async def test_bus_batches_single_reads_and_passes_many_straight() -> None:
     backend = CountingBackend()
     async with Bus(backend) as bus:
         for contact in ("a", "b"):
-            await bus.commit(contact, "q", _head(contact), ttl=60, ended=False)
+            await bus.commit(Commit(contact, "q", _head(contact), ttl=60, ended=False))
         backend._states["bad"] = (b"not json", float("inf"))
         singles = await asyncio.gather(
             *(bus.read_states([contact]) for contact in ("a", "b", "a", "bad", "none"))
