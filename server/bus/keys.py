@@ -98,6 +98,22 @@ def budget_key(name: str) -> str:
     return f"qc:budget:{name}"
 
 
+# -- queue figures and names (server/connect/figures_lead.py, queue_names.py) ----------------
+
+FIGURES_LEADER_KEY = "qc:figures:leader"  # which replica reads the queues' figures
+FIGURES_WANTED_KEY = "qc:figures:wanted"  # sorted set of "queue instance", scored by lapse time
+
+
+def queue_names_key(instance: str) -> str:
+    """An instance's queue names: a hash, queue id -> name."""
+    return f"qc:queue-names:{instance}"
+
+
+def queue_listing_key(instance: str) -> str:
+    """Which replica lists the instance's queues this period (`SET NX PX`)."""
+    return f"qc:queue-names:{instance}:listing"
+
+
 # -- the contact-event log (server/connect/event_log_redis.py) -------------------------------
 
 EVENT_LOG_KEY = "qc:{cevents}:log"  # the stream

@@ -16,20 +16,13 @@ not fenced: a leader paused longer than a TTL may make one read more (docs/archi
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from server.bus import BusUnavailable
+from server.bus._redis_errors import redis_call, text
+from server.bus.keys import FIGURES_LEADER_KEY, FIGURES_WANTED_KEY
 from server.bus.redis import RedisClient
 from server.connect.coordination import RELEASE_LEASE, RENEW_LEASE
-
-FIGURES_LEADER_KEY = "qc:figures:leader"
-FIGURES_WANTED_KEY = "qc:figures:wanted"  # sorted set of "queue instance", scored by lapse time
-
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 # Add (or renew) entries that lapse ARGV[1] ms from now on Redis' clock; drop lapsed ones.
 _WANT = """
@@ -114,10 +107,7 @@ class RedisFiguresLead(FiguresLead):
         self._wanted_script = client.register_script(_WANTED)
 
     async def _call(self, command: Any) -> Any:
-        try:
-            return await asyncio.wait_for(command, self._op_timeout)
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return await redis_call(command, self._op_timeout)
 
     async def want(self, queues: Mapping[str, str]) -> None:
         if not queues:
@@ -137,14 +127,10 @@ class RedisFiguresLead(FiguresLead):
         raw = await self._call(self._wanted_script(keys=[FIGURES_WANTED_KEY], args=[]))
         out: dict[str, str] = {}
         for entry in raw:
-            queue, _, instance = _text(entry).partition(" ")
+            queue, _, instance = text(entry).partition(" ")
             if queue and instance:
                 out.setdefault(queue, instance)
         return out
 
     async def resign(self) -> None:
         await self._call(self._resign_script(keys=[FIGURES_LEADER_KEY], args=[self.replica_id]))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -9,26 +9,12 @@ Names one replica learns from DescribeQueue go into the same hash.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from server.bus import BusUnavailable
+from server.bus._redis_errors import redis_call, text
+from server.bus.keys import queue_listing_key, queue_names_key
 from server.bus.redis import RedisClient
-
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
-
-
-def names_key(instance: str) -> str:
-    """An instance's queue names: a hash, queue id -> name."""
-    return f"qc:queue-names:{instance}"
-
-
-def listing_key(instance: str) -> str:
-    """Which replica lists the instance's queues this period (`SET NX PX`)."""
-    return f"qc:queue-names:{instance}:listing"
 
 
 class QueueNameStore(abc.ABC):
@@ -93,23 +79,20 @@ class RedisNameStore(QueueNameStore):
         self._op_timeout = op_timeout
 
     async def _call(self, command: Any) -> Any:
-        try:
-            return await asyncio.wait_for(command, self._op_timeout)
-        except _ERRORS as exc:
-            raise BusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return await redis_call(command, self._op_timeout)
 
     async def claim_listing(self, instance: str, period: float) -> bool:
         period_ms = max(1, int(period * 1000))
         claimed = await self._call(
-            self._client.set(listing_key(instance), self._replica_id, nx=True, px=period_ms)
+            self._client.set(queue_listing_key(instance), self._replica_id, nx=True, px=period_ms)
         )
         return bool(claimed)
 
     async def release_listing(self, instance: str) -> None:
-        await self._call(self._client.delete(listing_key(instance)))
+        await self._call(self._client.delete(queue_listing_key(instance)))
 
     async def save(self, instance: str, names: Mapping[str, str], *, complete: bool) -> None:
-        key = names_key(instance)
+        key = queue_names_key(instance)
         # One key per transaction: a reader never sees a listing half replaced.
         pipe = self._client.pipeline(transaction=True)
         if complete:
@@ -120,15 +103,11 @@ class RedisNameStore(QueueNameStore):
         await self._call(pipe.execute())
 
     async def load(self, instance: str, queues: Sequence[str] | None = None) -> dict[str, str]:
-        key = names_key(instance)
+        key = queue_names_key(instance)
         if queues is None:
             raw: dict[Any, Any] = await self._call(self._client.hgetall(key))
-            return {_text(k): _text(v) for k, v in raw.items()}
+            return {text(k): text(v) for k, v in raw.items()}
         if not queues:
             return {}
         values = await self._call(self._client.hmget(key, list(queues)))
-        return {q: _text(v) for q, v in zip(queues, values, strict=True) if v is not None}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return {q: text(v) for q, v in zip(queues, values, strict=True) if v is not None}

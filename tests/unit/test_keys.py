@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from server.bus import keys, redis_scripts
-from server.connect import coordination, event_log_redis
+from server.connect import coordination, event_log_redis, figures_lead
 
 
 def test_names_are_the_stored_ones() -> None:
@@ -17,6 +17,8 @@ def test_names_are_the_stored_ones() -> None:
     assert keys.polled_key("c-1") == "qc:{c-1}:polled"
     assert keys.queue_channel("sales") == "qc:queue:{sales}:events"
     assert keys.queue_members_key("sales") == "qc:queue:{sales}:contacts"
+    assert keys.queue_figures_key("sales") == "qc:queue:{sales}:figures"
+    assert keys.queue_figures_seq_key("sales") == "qc:queue:{sales}:figures-seq"
     assert keys.CONTROL_CHANNEL == "qc:control"
     assert keys.shard_control_channel(7) == "qc:control:{7}"
     assert keys.REPLICAS_KEY == "qc:replicas"
@@ -24,6 +26,10 @@ def test_names_are_the_stored_ones() -> None:
     assert keys.interest_key("r1") == "qc:interest:r1"
     assert keys.budget_key("metrics") == "qc:budget:metrics"
     assert keys.budget_key("describe") == "qc:budget:describe"
+    assert keys.FIGURES_LEADER_KEY == "qc:figures:leader"
+    assert keys.FIGURES_WANTED_KEY == "qc:figures:wanted"
+    assert keys.queue_names_key("i-1") == "qc:queue-names:i-1"
+    assert keys.queue_listing_key("i-1") == "qc:queue-names:i-1:listing"
     assert keys.EVENT_LOG_KEY == "qc:{cevents}:log"
     assert keys.event_seen_key("e-1") == "qc:{cevents}:seen:e-1"
 
@@ -37,7 +43,7 @@ def test_queue_channel_is_its_two_halves_around_the_queue(queue) -> None:
 
 
 def _lua_scripts() -> dict[str, str]:
-    modules = (redis_scripts, coordination, event_log_redis)
+    modules = (redis_scripts, coordination, event_log_redis, figures_lead)
     return {
         f"{module.__name__}.{name}": value
         for module in modules
@@ -48,6 +54,6 @@ def _lua_scripts() -> dict[str, str]:
 
 def test_lua_scripts_get_every_name_as_an_argument() -> None:
     scripts = _lua_scripts()
-    assert len(scripts) >= 8  # COMMIT, QUEUE_COMMIT, RAISE_FLOOR, four coordination, APPEND
+    assert len(scripts) >= 10  # the bus, the coordinator, the event log, the figures lead
     for where, script in scripts.items():
         assert "qc:" not in script, where
