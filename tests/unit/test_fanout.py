@@ -9,7 +9,7 @@ import asyncio
 from server import metrics
 from server.browser.fanout import ChannelSockets, FrameCache, SocketFanout
 from server.browser.ws_protocol import text_frame
-from server.bus import Bus, BusUnavailable, Delivery, MemoryBackend, contact_channel
+from server.bus import Bus, BusUnavailable, Commit, Delivery, MemoryBackend, contact_channel
 from server.events import ContactEvent, QueueFiguresEvent
 from tests.unit._factories import make_event, make_figures
 from tests.unit._flaky_bus import FlakyMemoryBackend
@@ -131,7 +131,7 @@ async def test_a_subscribe_while_the_last_one_leaves_gets_a_channel_of_its_own()
         await left
         assert bus.listener_count(CHANNEL) == 1
         assert CHANNEL in bus.channels, "subscribed again after the removal"
-        await bus.commit("c-1", None, make_event(seq=1).encode()[:-2], ttl=60, ended=False)
+        await bus.commit(Commit("c-1", None, make_event(seq=1).encode()[:-2], ttl=60, ended=False))
         async with asyncio.timeout(2):
             while not joining.deliveries:
                 await asyncio.sleep(0.005)
@@ -164,7 +164,7 @@ async def test_a_lost_bus_connection_detaches_every_writer() -> None:
         fanout = SocketFanout(bus)
         session, told = Recorder(), []
         await fanout.subscribe(CHANNEL, session)
-        await bus.commit("c-1", None, make_event(seq=1).encode()[:-2], ttl=60, ended=False)
+        await bus.commit(Commit("c-1", None, make_event(seq=1).encode()[:-2], ttl=60, ended=False))
         async with asyncio.timeout(2):
             while not session.deliveries:
                 await asyncio.sleep(0.005)

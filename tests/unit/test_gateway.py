@@ -13,7 +13,7 @@ from server.access.policy import AccessPolicy
 from server.access.tokens import TokenVerifier
 from server.browser.config import GatewayConfig
 from server.browser.gateway import SUBPROTOCOL, Gateway
-from server.bus import Bus, contact_channel
+from server.bus import Bus, Commit, contact_channel
 from tests.bus.conftest import head
 from tests.unit._browser_fakes import INSTANCE, FakeClient, RecordingPoller, contact_id
 from tests.unit._flaky_bus import FlakyMemoryBackend
@@ -35,7 +35,7 @@ class Served:
         return task
 
     async def commit(self, contact: str = CONTACT) -> None:
-        await self.bus.commit(contact, None, head(contact), ttl=60, ended=False)
+        await self.bus.commit(Commit(contact, None, head(contact), ttl=60, ended=False))
 
     async def streaming_client(self, updates: int = 1) -> FakeClient:
         """A socket subscribed to CONTACT that got its snapshot and `updates` updates."""

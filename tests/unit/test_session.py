@@ -18,7 +18,7 @@ from server.browser.delivery import Holdup
 from server.browser.fanout import SocketFanout
 from server.browser.limits import PollQuota
 from server.browser.session import ClientSession, SessionContext
-from server.bus import Bus, BusUnavailable, MemoryBackend, contact_channel, queue_channel
+from server.bus import Bus, BusUnavailable, Commit, MemoryBackend, contact_channel, queue_channel
 from tests.bus.conftest import head
 from tests.unit._browser_fakes import INSTANCE, FakeClient, RecordingPoller, contact_id
 
@@ -40,7 +40,7 @@ class World:
         self, contact: str = CONTACT, position: int = 3, *, queue: str | None = None, ended=False
     ) -> None:
         encoded = head(contact, position=position, queue=queue, ended=ended)
-        await self.bus.commit(contact, queue, encoded, ttl=60, ended=ended)
+        await self.bus.commit(Commit(contact, queue, encoded, ttl=60, ended=ended))
 
     @contextlib.asynccontextmanager
     async def session(
