@@ -13,8 +13,12 @@ memory and the size of the queues' member sets; and it counts deliveries:
   same state re-marked stale or fresh);
 - lost: an end the emulator shows (served or abandoned) that a still-watching customer has not
   been told within `END_GRACE` seconds;
-- ghosts: contacts a wallboard shows that are not waiting in the emulator (`END_GRACE` after
-  they left).
+- ghosts: contacts a wallboard shows as waiting, not stale, that are not waiting in the
+  emulator (`END_GRACE` after they left); `ghosts_stale` those it shows stale. Like the real
+  wallboard, each board re-reads its queues (`GET /v1/queues/{id}`) every minute.
+
+Redis keys are counted by kind: per-contact state, seq counter, lease and poll time; per-queue
+member sets; everything else.
 
 It prints the first and the last minute side by side, and JSON with every minute.
 
@@ -31,6 +35,7 @@ import os
 import random
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,7 @@ class Tally:
     duplicated: int = 0
     lost: int = 0
     ghosts: int = 0
+    ghosts_stale: int = 0
     reconnects: int = 0
     left_early: int = 0
     customers: int = 0
@@ -88,7 +94,7 @@ class Soak:
     redis_url: str
     tally: Tally = field(default_factory=Tally)
     customers: dict[str, Customer] = field(default_factory=dict)
-    boards: list[dict[str, int]] = field(default_factory=list)  # contact -> seq, per board
+    boards: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # contact -> event
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, coro: Any) -> None:
@@ -144,7 +150,7 @@ class Soak:
         except (OSError, websockets.ConnectionClosed, TimeoutError):
             customer.watching = False  # counted below only if an end was then missed
 
-    async def board(self, replica: ServiceHandle, shown: dict[str, int]) -> None:
+    async def board(self, replica: ServiceHandle, shown: dict[str, dict[str, Any]]) -> None:
         token = mint_test_token("queues", queues=["*"])
         queues = list(self.emulator.queues.values())
         while True:
@@ -155,12 +161,27 @@ class Soak:
                         await ws.send(json.dumps({"op": "subscribe", "queue": queue}))
                     async for raw in ws:
                         event = json.loads(raw)
+                        contact = event.get("contact")
                         if event.get("type") == "ended":
-                            shown.pop(event["contact"], None)
+                            shown.pop(contact, None)
                         elif event.get("type") in ("snapshot", "update"):
-                            seq = max(event["seq"], shown.get(event["contact"], 0))
-                            shown[event["contact"]] = seq
+                            held = shown.get(contact, {}).get("seq", 0)
+                            shown[contact] = event if event["seq"] >= held else shown[contact]
             await asyncio.sleep(1)
+
+    async def reread_boards(self) -> None:
+        """As the wallboard does every minute: what the queues list now replaces the board's."""
+        headers = {"Authorization": f"Bearer {mint_test_token('queues', queues=['*'])}"}
+        while True:
+            await asyncio.sleep(60)
+            for replica, shown in zip(self.replicas, self.boards, strict=True):
+                listed: dict[str, dict[str, Any]] = {}
+                with contextlib.suppress(Exception):
+                    for queue in self.emulator.queues.values():
+                        view = await replica.http.get(f"/v1/queues/{queue}", headers=headers)
+                        listed.update({c["contact"]: c for c in view.json()["contacts"]})
+                    shown.clear()
+                    shown.update(listed)
 
     async def arrivals(self) -> None:
         """Follow the emulator: new waiting contacts get a customer; gone ones are checked."""
@@ -195,36 +216,47 @@ class Soak:
             for w in queue["waiting"]
         }
 
-    async def ghosts(self) -> int:
-        """Contacts a wallboard shows that left the queue more than END_GRACE ago."""
+    async def ghosts(self) -> tuple[int, int]:
+        """Contacts a wallboard shows that left the queue more than END_GRACE ago: shown
+        live, and shown stale."""
         waiting = await self.waiting()
         recent = {c for c, cust in self.customers.items() if cust.gone_at is not None}
-        return sum(
-            1 for shown in self.boards for c in shown if c not in waiting and c not in recent
-        )
+        gone = [
+            event
+            for shown in self.boards
+            for contact, event in shown.items()
+            if contact not in waiting and contact not in recent
+        ]
+        stale = sum(1 for event in gone if event.get("stale"))
+        return len(gone) - stale, stale
 
     async def sample(self, minute: int, started: float) -> dict[str, Any]:
         client = aioredis.from_url(self.redis_url)
+        kinds: Counter[str] = Counter()
         try:
             info = await client.info("memory")
             keys = await client.dbsize()
             members = 0
-            async for key in client.scan_iter(match="qc:queue:*:contacts"):
-                kind = await client.type(key)
-                members += await (client.zcard(key) if kind == b"zset" else client.scard(key))
+            async for raw in client.scan_iter(count=1000):
+                key = raw.decode()
+                kinds[_kind(key)] += 1
+                if key.startswith("qc:queue:") and key.endswith(":contacts"):
+                    kind = await client.type(key)
+                    members += await (client.zcard(key) if kind == b"zset" else client.scard(key))
         finally:
             await client.aclose()
         sockets = []
         for replica in self.replicas:
             status = await replica.status()
             sockets.append(status["sockets"])
-        self.tally.ghosts = await self.ghosts()
+        self.tally.ghosts, self.tally.ghosts_stale = await self.ghosts()
         return {
             "minute": minute,
             "elapsed": round(time.monotonic() - started, 1),
             "rss_mb": [round(rss_bytes(r.proc.pid) / 2**20, 1) for r in self.replicas],
             "sockets": sockets,
             "redis_keys": keys,
+            "redis_keys_by_kind": dict(sorted(kinds.items())),
             "redis_used_mb": round(info["used_memory"] / 2**20, 2),
             "queue_members": members,
             **vars(self.tally),
@@ -266,6 +298,7 @@ async def run(minutes: float, arrivals: float, seed: int) -> list[dict[str, Any]
                 soak.boards.append(shown)
                 soak.spawn(soak.board(replica, shown))
             soak.spawn(soak.arrivals())
+            soak.spawn(soak.reread_boards())
             started = time.monotonic()
             samples = []
             try:
@@ -280,12 +313,25 @@ async def run(minutes: float, arrivals: float, seed: int) -> list[dict[str, Any]
     return samples
 
 
+def _kind(key: str) -> str:
+    if key.startswith("qc:queue:"):
+        return "queue " + key.rsplit(":", 1)[-1]
+    if key.startswith("qc:{"):
+        return "contact " + key.rsplit(":", 1)[-1]
+    return key.rsplit(":", 1)[0] if key.startswith("qc:interest:") else key
+
+
 def summary(samples: list[dict[str, Any]]) -> str:
     first, last = samples[0], samples[-1]
     rows = ["| | first minute | last minute |", "|---|---|---|"]
-    for key in ("rss_mb", "sockets", "redis_keys", "redis_used_mb", "queue_members"):
+    for key in ("rss_mb", "sockets", "redis_keys", "redis_keys_by_kind", "redis_used_mb"):
         rows.append(f"| {key} | {first[key]} | {last[key]} |")
-    for key in ("customers", "delivered", "duplicated", "lost", "ghosts", "reconnects"):
+    rows.append(f"| queue_members | {first['queue_members']} | {last['queue_members']} |")
+    rows.append(
+        f"| ghosts (live, stale) | {first['ghosts']}, {first['ghosts_stale']} "
+        f"| {last['ghosts']}, {last['ghosts_stale']} |"
+    )
+    for key in ("customers", "delivered", "duplicated", "lost", "reconnects", "left_early"):
         rows.append(f"| {key} (total so far) | {first[key]} | {last[key]} |")
     return "\n".join(rows)
 
