@@ -1,19 +1,34 @@
 """Freshness under the quota: how often, and how long, a subscriber is shown a wrong position.
 
-The emulator runs a busy contact center: 4 queues, `--contacts` waiting at the start, about one
-dequeue per second in total (5 agents per queue, 20 s mean handle time) and as many arrivals, so
-the waiting count stays level; nobody abandons. The Connect quota is at its default (2
-requests/s, burst 5) and `queuecast serve` runs with its defaults (in-process bus). Every waiting
-contact has one WebSocket subscriber; new arrivals get theirs as soon as the truth shows them.
-After `--warmup` unmeasured seconds, every 100 ms the position each subscriber was last told
-is compared with `GET /_sim/state`.
+The emulator runs a busy contact center: 4 queues, `--sizes` contacts waiting at the start,
+about one dequeue per second in total (5 agents per queue, 20 s mean handle time) and as many
+arrivals, so the waiting count stays level. Amazon Connect's quotas are at their defaults
+(GetContactMetrics and DescribeContact 2 requests/s, burst 5; GetCurrentMetricData 5/s, burst
+8) and `queuecast serve` runs with its defaults (in-process bus).
 
-Reported per size: the share of contact-samples (100 ms each, so time-weighted) where the shown
-position is wrong (nothing shown yet counts as wrong, and is also given apart), the p50/p95 age
-of a wrong position when it is corrected, GetContactMetrics calls and ThrottlingExceptions
-(`/_sim/stats`). A PNG plots shown vs true position for a few contacts of the first size.
-Loopback only; bounded by `--duration`; stops by itself.
+Two modes:
+- `polling`: no contact events; queuecast has only what it reads.
+- `events`: the emulator emits Amazon Connect contact events the way EventBridge delivers them;
+  the bench relays them to the service's `POST /v1/events` and, on the way, applies each to an
+  *ideal consumer* the instant it arrives: its wrong share is the floor that the delivery
+  itself (delay, loss) imposes.
 
+Two scenarios:
+- `today`: everyone waiting is watched (one WebSocket subscriber each), one priority, nobody
+  hangs up; events (in `events` mode) arrive after 0.5-2 s, none lost.
+- `harder`: 10 % of arrivals at priority 1, about 10 % of contacts hang up, only 60 % of
+  waiting contacts are watched; events delayed 0.5-2 s, 1 % lost, 1 % duplicated, and so
+  reordered.
+
+After `--warmup` unmeasured seconds, every 100 ms the position (and wait) each subscriber was
+last told is compared with the emulator's truth (`GET /_sim/state`). Reported per size, mode
+and scenario: the wrong share of watched contact-time (nothing shown yet counts as wrong, and
+is also given apart), p50/p95 age of a wrong position when it is corrected, mean |shown - true|,
+the wait estimate's error p50/p95, time from a QUEUED event's arrival to the first position
+shown p50/p95, calls and throttles per Connect API (`/_sim/stats`), and the floor (events).
+Loopback only; every run bounded by `--duration`; stops by itself.
+
+    .venv/bin/pip install -c constraints.txt -e '.[bench]'     # matplotlib, once
     .venv/bin/python bench/freshness.py --sizes 20,200,2000 --duration 60
 """
 
@@ -21,13 +36,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import json
+import secrets
+import socket
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _extras import require_modules
 from _harness import (
     ROOT,
@@ -39,64 +58,242 @@ from _harness import (
     raise_nofile,
     service_command,
 )
-from _wsload import LoadClient, open_clients
+
+require_modules("matplotlib")
+
+import httpx  # noqa: E402
+import matplotlib  # noqa: E402
+import uvicorn  # noqa: E402
+from _wsload import LoadClient, open_clients  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 QUEUES = ("q1", "q2", "q3", "q4")
 AGENTS, MEAN_SERVICE = 5, 20.0  # 4 queues x 5 agents / 20 s = 1 dequeue/s in total
 ARRIVALS_PER_MINUTE = 15.0  # per queue: 4 x 15/min = 1 arrival/s, as many as leave
 SAMPLE_EVERY = 0.1
+EVENTS_KEY_HEADER = "X-Queuecast-Events-Key"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    priority_one: float  # share of arrivals at priority 1
+    hang_ups: bool  # about 10 % of contacts abandon
+    watched: float  # share of waiting contacts with a subscriber
+    delay: tuple[float, float]  # event delivery delay range, seconds
+    loss: float
+    duplicates: float
+
+
+SCENARIOS = {
+    "today": Scenario("today", 0.0, False, 1.0, (0.5, 2.0), 0.0, 0.0),
+    "harder": Scenario("harder", 0.1, True, 0.6, (0.5, 2.0), 0.01, 0.01),
+}
+
+
+def is_watched(contact: str, share: float) -> bool:
+    """A stable, seed-free choice of which contacts have a subscriber."""
+    digest = hashlib.blake2b(contact.encode(), digest_size=2).digest()
+    return int.from_bytes(digest) / 65536 < share
 
 
 @dataclass
 class Watched:
     client: LoadClient | None = None
     shown: int | None = None
+    shown_ewt: int | None = None
+    first_shown_at: float | None = None
     wrong_since: float | None = None
 
 
 @dataclass
 class Tally:
+    """What subscribers were told, and how it compared with the truth."""
+
     watched: dict[str, Watched] = field(default_factory=dict)
     series: dict[str, list[tuple[float, int, int | None]]] = field(default_factory=dict)
     samples: int = 0
     wrong: int = 0
     unshown: int = 0
+    abs_error: float = 0.0
+    shown_samples: int = 0
+    ewt_errors: list[float] = field(default_factory=list)
     ages: list[float] = field(default_factory=list)
     censored: int = 0  # wrong episodes still open when the contact left or the run ended
+    ideal_wrong: int = 0
 
     def on_message(self, client: LoadClient, payload: bytes, now: float) -> None:
-        if not payload.startswith(b'{"type":"snapshot"') and not payload.startswith(
-            b'{"type":"update"'
-        ):
+        if not payload.startswith((b'{"type":"snapshot"', b'{"type":"update"')):
             return
         event = json.loads(payload)
         watched = self.watched.get(event["contact"])
-        if watched is not None:
-            watched.shown = event["position"]
+        if watched is not None and event["position"] is not None:
+            watched.shown, watched.shown_ewt = event["position"], event["ewt"]
+            if watched.first_shown_at is None:
+                watched.first_shown_at = now
+
+
+class IdealConsumer:
+    """Applies every delivered contact event the instant it arrives: positions by enqueue
+    time within each queue (events carry no priority), ended contacts never come back."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, dict[str, float]] = {}
+        self.where: dict[str, str] = {}
+        self.ended: set[str] = set()
+        self.queued_arrival: dict[str, float] = {}  # first QUEUED's arrival, bench clock
+
+    def apply(self, envelope: dict[str, Any], arrived: float) -> None:
+        detail = envelope.get("detail") or {}
+        kind, contact = detail.get("eventType"), detail.get("contactId")
+        if not contact or contact in self.ended:
+            return
+        if kind == "QUEUED":
+            info = detail.get("queueInfo") or {}
+            queue = (info.get("queueArn") or "").rsplit("/", 1)[-1]
+            stamp = info.get("enqueueTimestamp") or envelope.get("time")
+            enqueued = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            self.queued_arrival.setdefault(contact, arrived)
+            old = self.where.get(contact)
+            if old is not None:
+                self.waiting[old].pop(contact, None)
+            self.waiting.setdefault(queue, {})[contact] = enqueued
+            self.where[contact] = queue
+        elif kind in ("CONNECTED_TO_AGENT", "DISCONNECTED"):
+            self.ended.add(contact)
+            queue = self.where.pop(contact, None)
+            if queue is not None:
+                self.waiting[queue].pop(contact, None)
+
+    def position(self, contact: str) -> int | None:
+        queue = self.where.get(contact)
+        if queue is None:
+            return None
+        mine = self.waiting[queue][contact]
+        return 1 + sum(1 for other, t in self.waiting[queue].items() if (t, other) < (mine, contact))
+
+
+class EventRelay:
+    """The bench's stand-in for EventBridge's API destination: takes each event the emulator
+    posts, shows it to the ideal consumer, and forwards it to the service."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.target: str | None = None
+        self.ideal = IdealConsumer()
+        self.forwarded = 0
+        self.refused = 0
+        self._http = httpx.AsyncClient(timeout=5.0)
+
+    async def receive(self, request: Request) -> Response:
+        body = await request.body()
+        with contextlib.suppress(ValueError):
+            envelope = json.loads(body)
+            for one in envelope if isinstance(envelope, list) else [envelope]:
+                self.ideal.apply(one, time.monotonic())
+        if self.target is None:
+            return Response(status_code=503, headers={"Retry-After": "1"})
+        answer = await self._http.post(
+            self.target,
+            content=body,
+            headers={"Content-Type": "application/json", EVENTS_KEY_HEADER: self.key},
+        )
+        self.forwarded += answer.is_success
+        self.refused += not answer.is_success
+        return Response(answer.content, status_code=answer.status_code)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serve_relay(relay: EventRelay) -> Any:
+    app = Starlette(routes=[Route("/events", relay.receive, methods=["POST"])])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/events"
+    finally:
+        server.should_exit = True
+        await task
+        await relay.close()
 
 
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 2)
 
 
-async def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    queue_flags = [f for q in QUEUES for f in ("--queue", f"{q}:{AGENTS}:0")]
-    emu_flags = [*queue_flags, "--mean-service", str(MEAN_SERVICE), "--mean-patience", "0"]
-    emulator = child(
-        "emulator",
-        emulator_command("--seed", str(args.seed), "--paused", *emu_flags),
-        core=args.load_core,
-        ready_prefix="queuecast-simulate ready ",
-    )
-    async with (
-        emulator as emu,
-        httpx.AsyncClient(base_url=emu.info["endpoint_url"], timeout=30) as http,
-    ):
-        # Fill the queues while time stands still, then let it run with arrivals matching the
-        # agents' pace.
+def emulator_flags(scenario: Scenario, size: int) -> list[str]:
+    flags = [f for q in QUEUES for f in ("--queue", f"{q}:{AGENTS}:0")]
+    # About 10 % hang up: patience ~9.5x the mean wait (size/4 contacts a queue, 0.25/s each).
+    patience = 9.5 * max(size, 20) if scenario.hang_ups else 0
+    return [*flags, "--mean-service", str(MEAN_SERVICE), "--mean-patience", str(patience)]
+
+
+async def configure_scenario(http: httpx.AsyncClient, scenario: Scenario, mode: str) -> None:
+    if scenario.priority_one:
+        ones = round(scenario.priority_one * 10)
+        priorities = [1] * ones + [5] * (10 - ones)
+        queues = {q: {"priorities": priorities} for q in QUEUES}
+        (await http.put("/_sim/config", json={"queues": queues})).raise_for_status()
+    if mode == "events":
+        events = {
+            "delay": list(scenario.delay),
+            "loss": scenario.loss,
+            "duplicate": scenario.duplicates,
+        }
+        (await http.put("/_sim/config", json={"events": events})).raise_for_status()
+
+
+async def run_one(size: int, mode: str, scenario: Scenario, args: argparse.Namespace) -> dict:
+    key = secrets.token_urlsafe(24)
+    relay = EventRelay(key)
+    async with contextlib.AsyncExitStack() as stack:
+        emu_extra: list[str] = []
+        if mode == "events":
+            relay_url = await stack.enter_async_context(serve_relay(relay))
+            emu_extra = ["--events-url", relay_url]
+        emu = await stack.enter_async_context(
+            child(
+                "emulator",
+                emulator_command(
+                    "--seed", str(args.seed), "--paused", *emulator_flags(scenario, size), *emu_extra
+                ),
+                core=args.load_core,
+                ready_prefix="queuecast-simulate ready ",
+            )
+        )
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=emu.info["endpoint_url"], timeout=30)
+        )
+        await configure_scenario(http, scenario, mode)
+        svc_flags = ["--events-key", key] if mode == "events" else []
+        svc = await stack.enter_async_context(
+            child(
+                "queuecast",
+                service_command(emu.info, *svc_flags),
+                core=args.server_core,
+                ready_prefix="queuecast-serve ready ",
+                env=SERVICE_ENV,
+            )
+        )
+        relay.target = svc.info["url"] + "/v1/events"
+        # Fill the queues while time stands still (the service hears of each contact as a
+        # real one would: by its events, or not at all); the free agents take the first ones.
         gate = asyncio.Semaphore(32)
 
         async def create(i: int) -> None:
@@ -104,123 +301,154 @@ async def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
                 body = {"queue": QUEUES[i % len(QUEUES)]}
                 (await http.post("/_sim/contacts", json=body)).raise_for_status()
 
-        # The free agents take the first contacts at once; `size` is what waits.
         await asyncio.gather(*(create(i) for i in range(size + len(QUEUES) * AGENTS)))
-        service = child(
-            "queuecast",
-            service_command(emu.info),
-            core=args.server_core,
-            ready_prefix="queuecast-serve ready ",
-            env=SERVICE_ENV,
-        )
-        async with service as svc:
-            host, port = svc.info["url"].removeprefix("http://").rsplit(":", 1)
-            tally = Tally()
-            loop = asyncio.get_running_loop()
-            opening: set[asyncio.Task[None]] = set()
+        return await measure(size, mode, scenario, args, http, svc.info["url"], relay)
+    raise AssertionError("unreachable")
 
-            async def watch(contact: str) -> None:
-                [client] = await open_clients(host, int(port), 1, tally.on_message)
-                client.send_text(json.dumps({"op": "subscribe", "contact": contact}))
-                w = tally.watched.get(contact)
-                if w is None:  # left before the socket opened
-                    client.close()
-                else:
-                    w.client = client
 
-            arrivals = {q: ARRIVALS_PER_MINUTE for q in QUEUES}
-            await http.put("/_sim/config", json={"paused": False, "arrivals": arrivals})
-            # Warm-up, unmeasured: subscribers open and the service takes its first polls.
-            warm_end = time.monotonic() + args.warmup
-            while time.monotonic() < warm_end:
-                state = (await http.get("/_sim/state")).json()
-                for q in state["instances"][0]["queues"]:
-                    for waiting in q["waiting"]:
-                        if waiting["contactId"] not in tally.watched:
-                            tally.watched[waiting["contactId"]] = Watched()
-                            task = loop.create_task(watch(waiting["contactId"]))
-                            opening.add(task)
-                            task.add_done_callback(opening.discard)
-                await asyncio.sleep(SAMPLE_EVERY)
-            await http.post("/_sim/stats/reset")
-            # Plot contacts already told something and far back in line (they stay longest).
-            told = [(w.shown, c) for c, w in tally.watched.items() if w.shown is not None]
-            for _, contact in sorted(told, reverse=True)[: args.plot_contacts]:
-                tally.series[contact] = []
-            start = time.monotonic()
-            end = start + args.duration
-            slow = 0
-            while (now := time.monotonic()) < end:
-                state = (await http.get("/_sim/state")).json()
-                slow += time.monotonic() - now > SAMPLE_EVERY
-                truth = {
-                    w["contactId"]: w["position"]
-                    for q in state["instances"][0]["queues"]
-                    for w in q["waiting"]
-                }
-                now = time.monotonic()
-                for contact in list(tally.watched):
-                    if contact not in truth:
-                        w = tally.watched.pop(contact)
-                        if w.wrong_since is not None:
-                            tally.censored += 1
-                        if w.client is not None:
-                            w.client.close()
-                for contact, position in truth.items():
-                    w = tally.watched.get(contact)
-                    if w is None:
-                        w = tally.watched[contact] = Watched()
-                        task = loop.create_task(watch(contact))
-                        opening.add(task)
-                        task.add_done_callback(opening.discard)
-                    tally.samples += 1
-                    if w.shown != position:
-                        tally.wrong += 1
-                        tally.unshown += w.shown is None
-                        if w.wrong_since is None:
-                            w.wrong_since = now
-                    elif w.wrong_since is not None:
-                        tally.ages.append(now - w.wrong_since)
-                        w.wrong_since = None
-                    if contact in tally.series:
-                        tally.series[contact].append((now - start, position, w.shown))
-                await asyncio.sleep(max(0.0, SAMPLE_EVERY - (time.monotonic() - now)))
-            tally.censored += sum(1 for w in tally.watched.values() if w.wrong_since is not None)
-            stats = (await http.get("/_sim/stats")).json()["getContactMetrics"]
-            await asyncio.gather(*opening, return_exceptions=True)
-            for w in tally.watched.values():
+async def measure(
+    size: int,
+    mode: str,
+    scenario: Scenario,
+    args: argparse.Namespace,
+    http: httpx.AsyncClient,
+    service_url: str,
+    relay: EventRelay,
+) -> dict[str, Any]:
+    host, port = service_url.removeprefix("http://").rsplit(":", 1)
+    tally = Tally()
+    loop = asyncio.get_running_loop()
+    opening: set[asyncio.Task[None]] = set()
+    seen: set[str] = set()
+
+    async def watch(contact: str) -> None:
+        [client] = await open_clients(host, int(port), 1, tally.on_message)
+        client.send_text(json.dumps({"op": "subscribe", "contact": contact}))
+        w = tally.watched.get(contact)
+        if w is None:  # left before the socket opened
+            client.close()
+        else:
+            w.client = client
+
+    def discover(truth_queues: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        truth = {w["contactId"]: w for q in truth_queues for w in q["waiting"]}
+        for contact in truth:
+            if contact in seen:
+                continue
+            seen.add(contact)
+            if is_watched(contact, scenario.watched):
+                tally.watched[contact] = Watched()
+                task = loop.create_task(watch(contact))
+                opening.add(task)
+                task.add_done_callback(opening.discard)
+        return truth
+
+    arrivals = {q: ARRIVALS_PER_MINUTE for q in QUEUES}
+    await http.put("/_sim/config", json={"paused": False, "arrivals": arrivals})
+    warm_end = time.monotonic() + args.warmup
+    while time.monotonic() < warm_end:
+        discover((await http.get("/_sim/state")).json()["instances"][0]["queues"])
+        await asyncio.sleep(SAMPLE_EVERY)
+    await http.post("/_sim/stats/reset")
+    told = [(w.shown, c) for c, w in tally.watched.items() if w.shown is not None]
+    for _, contact in sorted(told, reverse=True)[: args.plot_contacts]:
+        tally.series[contact] = []
+    window_start = time.monotonic()
+    end = window_start + args.duration
+    slow = 0
+    first_shown: list[float] = []
+    while (now := time.monotonic()) < end:
+        state = (await http.get("/_sim/state")).json()
+        slow += time.monotonic() - now > SAMPLE_EVERY
+        truth = discover(state["instances"][0]["queues"])
+        now = time.monotonic()
+        for contact in list(tally.watched):
+            if contact not in truth:
+                w = tally.watched.pop(contact)
+                tally.censored += w.wrong_since is not None
                 if w.client is not None:
                     w.client.close()
-    p50, p95 = percentile(tally.ages, 0.5), percentile(tally.ages, 0.95)
+        for contact, w in tally.watched.items():
+            real = truth[contact]
+            position = real["position"]
+            tally.samples += 1
+            if mode == "events" and relay.ideal.position(contact) != position:
+                tally.ideal_wrong += 1
+            if w.shown is not None:
+                tally.shown_samples += 1
+                tally.abs_error += abs(w.shown - position)
+                if w.shown_ewt is not None and real.get("ewt") is not None:
+                    tally.ewt_errors.append(abs(w.shown_ewt - real["ewt"]))
+            if w.shown != position:
+                tally.wrong += 1
+                tally.unshown += w.shown is None
+                if w.wrong_since is None:
+                    w.wrong_since = now
+            elif w.wrong_since is not None:
+                tally.ages.append(now - w.wrong_since)
+                w.wrong_since = None
+            if contact in tally.series:
+                tally.series[contact].append((now - window_start, position, w.shown))
+            arrived = relay.ideal.queued_arrival.get(contact)
+            if (
+                w.first_shown_at is not None
+                and arrived is not None
+                and arrived >= window_start
+                and not getattr(w, "counted", False)
+            ):
+                first_shown.append(max(0.0, w.first_shown_at - arrived))
+                w.counted = True  # type: ignore[attr-defined]
+        await asyncio.sleep(max(0.0, SAMPLE_EVERY - (time.monotonic() - now)))
+    tally.censored += sum(1 for w in tally.watched.values() if w.wrong_since is not None)
+    stats = (await http.get("/_sim/stats")).json()
+    async with httpx.AsyncClient(base_url=service_url, timeout=10) as service_http:
+        status = (await service_http.get("/v1/status")).json()
+    await asyncio.gather(*opening, return_exceptions=True)
+    for w in tally.watched.values():
+        if w.client is not None:
+            w.client.close()
+    samples = max(1, tally.samples)
+    calls = {
+        op: {"calls": s["total"], "throttled": s["byOutcome"].get("ThrottlingException", 0)}
+        for op, s in stats.items()
+        if s["total"]
+    }
     return {
         "contacts": size,
+        "mode": mode,
+        "scenario": scenario.name,
         "duration_s": args.duration,
         "samples": tally.samples,
         "late_samples": slow,
-        "wrong_share": round(tally.wrong / max(1, tally.samples), 4),
-        "never_shown_share": round(tally.unshown / max(1, tally.samples), 4),
-        "wrong_age_p50_s": None if p50 is None else round(p50, 2),
-        "wrong_age_p95_s": None if p95 is None else round(p95, 2),
+        "wrong_share": round(tally.wrong / samples, 4),
+        "never_shown_share": round(tally.unshown / samples, 4),
+        "floor_wrong_share": round(tally.ideal_wrong / samples, 4) if mode == "events" else None,
+        "wrong_age_p50_s": percentile(tally.ages, 0.5),
+        "wrong_age_p95_s": percentile(tally.ages, 0.95),
+        "mean_abs_error": round(tally.abs_error / max(1, tally.shown_samples), 3),
+        "ewt_error_p50_s": percentile(tally.ewt_errors, 0.5),
+        "ewt_error_p95_s": percentile(tally.ewt_errors, 0.95),
+        "first_shown_p50_s": percentile(first_shown, 0.5),
+        "first_shown_p95_s": percentile(first_shown, 0.95),
+        "first_shown_count": len(first_shown),
         "corrected_episodes": len(tally.ages),
         "open_episodes": tally.censored,
-        "get_contact_metrics": stats["total"],
-        "throttled": stats["byOutcome"].get("ThrottlingException", 0),
+        "calls": calls,
+        "throttled": sum(c["throttled"] for c in calls.values()),
+        "events_forwarded": relay.forwarded,
+        "events_refused": relay.refused,
+        "reads_by_purpose": status.get("polling", {}).get("budget", {}).get("readsByPurpose"),
         "series": tally.series,
     }
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    # matplotlib comes with the `bench` extra; main() checks for it before anything runs.
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    series = result["series"]
+    series = {c: p for c, p in result["series"].items() if p}
+    if not series:
+        return
     fig, axes = plt.subplots(len(series), 1, figsize=(8, 2 * len(series)), sharex=True)
+    axes = axes if len(series) > 1 else [axes]
     for ax, (contact, points) in zip(axes, series.items(), strict=False):
-        if not points:
-            continue
         t = [p[0] for p in points]
         ax.step(t, [p[1] for p in points], where="post", label="true", color="black")
         ax.step(
@@ -234,40 +462,50 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel(f"…{contact[-6:]}")
     axes[0].legend(loc="upper right")
     axes[0].set_title(
-        f"Shown vs true position, {result['contacts']} waiting contacts, quota 2 req/s"
+        f"Shown vs true position: {result['contacts']} waiting, {result['mode']} mode, "
+        f"{result['scenario']} scenario, default quotas"
     )
     axes[-1].set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
+def summary(r: dict[str, Any]) -> str:
+    floor = "" if r["floor_wrong_share"] is None else f" (floor {r['floor_wrong_share']:.1%})"
+    return (
+        f"{r['contacts']} contacts, {r['mode']}, {r['scenario']}: wrong {r['wrong_share']:.1%}"
+        f"{floor}, never shown {r['never_shown_share']:.1%}, wrong age p50/p95 "
+        f"{r['wrong_age_p50_s']}/{r['wrong_age_p95_s']} s, |err| {r['mean_abs_error']}, "
+        f"EWT err p50/p95 {r['ewt_error_p50_s']}/{r['ewt_error_p95_s']} s, first shown "
+        f"p50/p95 {r['first_shown_p50_s']}/{r['first_shown_p95_s']} s, "
+        f"throttled {r['throttled']}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20,200,2000")
+    parser.add_argument("--modes", default="polling,events")
+    parser.add_argument("--scenarios", default="today,harder")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=20.0, help="unmeasured seconds first")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plot-contacts", type=int, default=4)
     parser.add_argument("--plot", default=str(ROOT / "docs" / "freshness.png"))
-    parser.add_argument("--plot-size", type=int, default=20, help="which size to plot")
+    parser.add_argument("--plot-run", default="200,events,harder", help="size,mode,scenario")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     args = parser.parse_args()
-    require_modules("matplotlib")
     raise_nofile()
     pin_self(args.load_core)
-    for size in (int(s) for s in args.sizes.split(",")):
-        result = asyncio.run(run_size(size, args))
-        if size == args.plot_size and result["series"]:
-            plot(result, Path(args.plot))
-        shown = {k: v for k, v in result.items() if k != "series"}
-        print_result(
-            f"{size} contacts: wrong {shown['wrong_share']:.1%} of contact-time "
-            f"(never shown {shown['never_shown_share']:.1%}), wrong-position age p50 "
-            f"{shown['wrong_age_p50_s']} s p95 {shown['wrong_age_p95_s']} s, "
-            f"{shown['get_contact_metrics']} GetContactMetrics, {shown['throttled']} throttled",
-            shown,
-        )
+    for scenario_name in args.scenarios.split(","):
+        for mode in args.modes.split(","):
+            for size in (int(s) for s in args.sizes.split(",")):
+                result = asyncio.run(run_one(size, mode, SCENARIOS[scenario_name], args))
+                if f"{size},{mode},{scenario_name}" == args.plot_run:
+                    plot(result, Path(args.plot))
+                shown = {k: v for k, v in result.items() if k != "series"}
+                print_result(summary(shown), shown)
     return 0
 
 

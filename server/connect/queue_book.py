@@ -21,6 +21,11 @@ until a poll confirms or refutes it. When a read shows more, the extra unknown c
 just in front of the member that was read: that moves it and everyone behind it, and nobody in
 front, which is all the read proves.
 
+- a queue-level read (GetCurrentMetricData: contacts in queue, age of the oldest) tells, with
+  no per-contact call at all, which members have left (everyone enqueued before the oldest
+  still waiting) and how many unknown contacts wait in all (so a line whose every member is
+  known has no unknown gaps left).
+
 Events are best effort: late, twice, out of order. Each member and each ended contact keeps the
 time of what the book last learnt of it, and older news is ignored: a late QUEUED never brings
 back an ended contact, a late QUEUED for the queue a contact was transferred from does not move
@@ -30,6 +35,7 @@ it back.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +45,7 @@ DEFAULT_PRIORITY = 5  # Amazon Connect's default routing priority; 1 is routed f
 SERVICE_WINDOW = 300.0  # seconds of departures that make a queue's service rate
 MIN_DEPARTURES = 3  # below this many in the window there is no rate to speak of
 MAX_ENDED = 100_000  # ended contacts remembered (oldest forgotten first)
+CLOCK_TOLERANCE = 1.0  # seconds of disagreement between Connect's clock and ours
 
 Placement = Literal["event", "describe", "read"]
 EndReason = Literal["connected", "disconnected", "left_queue"]
@@ -117,6 +124,37 @@ class Line:
         return len(self.departures) / span
 
 
+class ConnectClock:
+    """How far our wall clock is ahead of the clock Connect's timestamps are on.
+
+    A queue-level read gives the age of the oldest waiting contact; comparing it with
+    enqueue timestamps needs Connect's "now". Each read offers one sample: our time minus the
+    oldest's age minus the enqueue time of the book's front member. The sample is exact when
+    that member is the oldest waiting, which is the usual case once a line is known; it is off
+    when unknown contacts are ahead (early) or the front member has just left (late). The most
+    frequent recent sample is therefore taken, and none until a few agree.
+    """
+
+    RESOLUTION = 0.05  # seconds: samples closer than this agree
+    WINDOW = 64
+    AGREEING = 3
+
+    def __init__(self) -> None:
+        self._samples: deque[int] = deque(maxlen=self.WINDOW)
+
+    def observe(self, sample: float) -> None:
+        self._samples.append(round(sample / self.RESOLUTION))
+
+    def offset(self) -> float | None:
+        if not self._samples:
+            return None
+        counts: dict[int, int] = {}
+        for bucket in self._samples:
+            counts[bucket] = counts.get(bucket, 0) + 1
+        bucket, count = max(counts.items(), key=lambda item: (item[1], item[0]))
+        return bucket * self.RESOLUTION if count >= self.AGREEING else None
+
+
 @dataclass(frozen=True, slots=True)
 class Ended:
     at: float  # wall time the contact left its queue
@@ -139,6 +177,7 @@ class QueueBook:
         self.lines: dict[str, Line] = {}
         self._where: dict[str, Member] = {}
         self.ended: OrderedDict[str, Ended] = OrderedDict()
+        self._clock = ConnectClock()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -328,6 +367,53 @@ class QueueBook:
             line.seconds_per_position = ewt / position
         return ReadOutcome(error=error, suspects=suspects)
 
+    def figures(
+        self, queue: str, waiting: int, oldest_age: float, *, at: float, now: float
+    ) -> tuple[str, ...]:
+        """GetCurrentMetricData for `queue`: `waiting` contacts in queue, the oldest enqueued
+        `oldest_age` seconds before `at`.
+
+        Members enqueued before the oldest one still waiting have left: they become suspects
+        (a read confirms; clocks may differ by a little, hence `CLOCK_TOLERANCE`). The unknown
+        contacts are what `waiting` leaves over for them: when the book counts more, the
+        surplus is drained from the front; when every waiting contact is a known member, the
+        line is exact and is marked confirmed.
+
+        Returns:
+            The members newly presumed gone.
+        """
+        line = self.lines.get(queue)
+        if line is None:
+            return ()
+        suspects: list[str] = []
+        offset = self._clock.offset()
+        front = next((m for m in line if not m.suspect and m.enqueued_at is not None), None)
+        if front is not None and front.enqueued_at is not None and waiting > 0:
+            self._clock.observe(at - oldest_age - front.enqueued_at)
+        if waiting == 0:
+            cutoff: float | None = math.inf  # nobody waits: everyone here has left
+        elif offset is None:
+            cutoff = None  # Connect's clock is not known yet: no member can be judged
+        else:
+            cutoff = at - offset - oldest_age - CLOCK_TOLERANCE
+        for member in line:
+            if (
+                cutoff is not None
+                and not member.suspect
+                and member.enqueued_at is not None
+                and member.enqueued_at < cutoff
+            ):
+                member.suspect = True
+                suspects.append(member.contact)
+        known = sum(1 for m in line if not m.suspect)
+        unknown = sum(m.unknown_before for m in line)
+        surplus = known + unknown - waiting
+        if surplus > 0:
+            self._drain_unknown(line, None, surplus, at)
+        if known >= waiting:
+            line.confirmed_at = now
+        return tuple(suspects)
+
     def confirmed(self, queue: str, now: float) -> None:
         """News of `queue` arrived that the book took in (an event): it is current."""
         line = self.lines.get(queue)
@@ -342,6 +428,31 @@ class QueueBook:
             line = self.lines[member.queue] = Line(member.queue)
         line.insert(member)
         self._where[member.contact] = member
+        if member.placed_by != "read":
+            self._now_known(line, member)
+
+    def _now_known(self, line: Line, member: Member) -> None:
+        """`member` was waiting, so reads behind it counted it among the unknown contacts:
+        it leaves that count, and the rest of that gap is shared out by enqueue time."""
+        i = line.index(member)
+        before = line.members[line.keys[i - 1]] if i > 0 else None
+        for key in line.keys[i + 1 :]:
+            holder = line.members[key]
+            if holder.unknown_before > 0:
+                holder.unknown_before -= 1
+                break
+        else:
+            return
+        if holder is not line.members[line.keys[i + 1]] or member.enqueued_at is None:
+            return  # the gap is not the one this member sits in: nothing to share
+        start = before.enqueued_at if before is not None else None
+        end = holder.enqueued_at
+        if start is None or end is None or end <= start:
+            return
+        share = (member.enqueued_at - start) / (end - start)
+        moved = round(holder.unknown_before * min(1.0, max(0.0, share)))
+        holder.unknown_before -= moved
+        member.unknown_before += moved
 
     def _take_out(self, member: Member) -> set[str]:
         line = self.lines[member.queue]
@@ -384,11 +495,12 @@ class QueueBook:
             unknown_before=unknown_before,
         )
         if after is not None:
-            after.unknown_before = max(0, after.unknown_before - unknown_before)
+            # Its own gap comes out of the next member's, and it was one of those unknown.
+            after.unknown_before = max(0, after.unknown_before - unknown_before - 1)
         self._put(member)
         return member
 
-    def _drain_unknown(self, line: Line, reader: Member, surplus: int, at: float) -> int:
+    def _drain_unknown(self, line: Line, reader: Member | None, surplus: int, at: float) -> int:
         """`surplus` fewer contacts are ahead of `reader` than the book counts: take unknown
         ones from the front (served first; counted as served). Returns what is left over."""
         for member in line:
