@@ -7,7 +7,11 @@ arrivals, so the waiting count stays level. Amazon Connect's quotas are at their
 8) and `queuecast serve` runs with its defaults (in-process bus).
 
 Two modes:
-- `polling`: no contact events; queuecast has only what it reads.
+- `polling`: no contact events; queuecast has only what it reads, and subscribers name only
+  their contact (as the baseline did).
+- `polling+track`: the same, plus the documented production flow: the backend tracks each
+  contact with its queue (`PUT /v1/contacts/{id}` with `queueId`, e.g. from a contact flow's
+  Lambda) when it enters the queue.
 - `events`: the emulator emits Amazon Connect contact events the way EventBridge delivers them;
   the bench relays them to the service's `POST /v1/events` and, on the way, applies each to an
   *ideal consumer* the instant it arrives: its wrong share is the floor that the delivery
@@ -176,7 +180,9 @@ class IdealConsumer:
         if queue is None:
             return None
         mine = self.waiting[queue][contact]
-        return 1 + sum(1 for other, t in self.waiting[queue].items() if (t, other) < (mine, contact))
+        return 1 + sum(
+            1 for other, t in self.waiting[queue].items() if (t, other) < (mine, contact)
+        )
 
 
 class EventRelay:
@@ -271,7 +277,11 @@ async def run_one(size: int, mode: str, scenario: Scenario, args: argparse.Names
             child(
                 "emulator",
                 emulator_command(
-                    "--seed", str(args.seed), "--paused", *emulator_flags(scenario, size), *emu_extra
+                    "--seed",
+                    str(args.seed),
+                    "--paused",
+                    *emulator_flags(scenario, size),
+                    *emu_extra,
                 ),
                 core=args.load_core,
                 ready_prefix="queuecast-simulate ready ",
@@ -294,14 +304,17 @@ async def run_one(size: int, mode: str, scenario: Scenario, args: argparse.Names
         relay.target = svc.info["url"] + "/v1/events"
         # Fill the queues while time stands still (the service hears of each contact as a
         # real one would: by its events, or not at all); the free agents take the first ones.
-        gate = asyncio.Semaphore(32)
+
+        total = size + len(QUEUES) * AGENTS
 
         async def create(i: int) -> None:
-            async with gate:
-                body = {"queue": QUEUES[i % len(QUEUES)]}
-                (await http.post("/_sim/contacts", json=body)).raise_for_status()
+            # Oldest first, one arrival every 4 s per queue (the arrival rate below): the
+            # queues look as if they built up over time, not as if everyone came at once.
+            body = {"queue": QUEUES[i % len(QUEUES)], "waitedSeconds": 4.0 * ((total - i) // 4)}
+            (await http.post("/_sim/contacts", json=body)).raise_for_status()
 
-        await asyncio.gather(*(create(i) for i in range(size + len(QUEUES) * AGENTS)))
+        for i in range(total):
+            await create(i)
         return await measure(size, mode, scenario, args, http, svc.info["url"], relay)
     raise AssertionError("unreachable")
 
@@ -316,6 +329,8 @@ async def measure(
     relay: EventRelay,
 ) -> dict[str, Any]:
     host, port = service_url.removeprefix("http://").rsplit(":", 1)
+    backend_tracks = mode.endswith("+track")
+    instance = (await http.get("/_sim/state")).json()["instances"][0]["id"]
     tally = Tally()
     loop = asyncio.get_running_loop()
     opening: set[asyncio.Task[None]] = set()
@@ -330,17 +345,31 @@ async def measure(
         else:
             w.client = client
 
+    tracker = httpx.AsyncClient(base_url=service_url, timeout=10)
+
+    async def track(contact: str, queue: str) -> None:
+        # What a contact flow's Lambda does when the caller enters the queue (README).
+        body = {"instance": instance, "queueId": queue}
+        with contextlib.suppress(httpx.HTTPError):
+            await tracker.put(f"/v1/contacts/{contact}", json=body)
+
     def discover(truth_queues: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         truth = {w["contactId"]: w for q in truth_queues for w in q["waiting"]}
-        for contact in truth:
-            if contact in seen:
-                continue
-            seen.add(contact)
-            if is_watched(contact, scenario.watched):
+        for q in truth_queues:
+            for waiting in q["waiting"]:
+                contact = waiting["contactId"]
+                if contact in seen:
+                    continue
+                seen.add(contact)
+                if not is_watched(contact, scenario.watched):
+                    continue
                 tally.watched[contact] = Watched()
-                task = loop.create_task(watch(contact))
-                opening.add(task)
-                task.add_done_callback(opening.discard)
+                started = [loop.create_task(watch(contact))]
+                if backend_tracks:
+                    started.append(loop.create_task(track(contact, q["id"])))
+                for task in started:
+                    opening.add(task)
+                    task.add_done_callback(opening.discard)
         return truth
 
     arrivals = {q: ARRIVALS_PER_MINUTE for q in QUEUES}
@@ -404,6 +433,7 @@ async def measure(
     async with httpx.AsyncClient(base_url=service_url, timeout=10) as service_http:
         status = (await service_http.get("/v1/status")).json()
     await asyncio.gather(*opening, return_exceptions=True)
+    await tracker.aclose()
     for w in tally.watched.values():
         if w.client is not None:
             w.client.close()
@@ -485,7 +515,7 @@ def summary(r: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20,200,2000")
-    parser.add_argument("--modes", default="polling,events")
+    parser.add_argument("--modes", default="polling,polling+track,events")
     parser.add_argument("--scenarios", default="today,harder")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=20.0, help="unmeasured seconds first")

@@ -239,6 +239,9 @@ class ContactPoller(AsyncCloseable):
             return False
         await self.coordinator.set_explicit(contact, Wanted(instance, queue))
         self.interest.track(contact, instance, queue)
+        state = self.contacts.get(contact)
+        if state is not None and state.queue is None and queue is not None:
+            state.queue = queue  # its first read can place it in its line
         self._wanted()
         return True
 
@@ -704,7 +707,7 @@ class ContactPoller(AsyncCloseable):
             state.retry.reset()
             state.last_fresh, state.last_fresh_wall = now, self._wall()
             self.scheduler.done(contact, self._clock())
-            outcome = self.book.read(
+            correction = self.book.read(
                 contact,
                 state.instance,
                 state.queue,
@@ -713,10 +716,10 @@ class ContactPoller(AsyncCloseable):
                 at=state.last_fresh_wall,
                 now=now,
             )
-            if outcome.error or outcome.suspects:
+            if correction.error or correction.suspects:
                 log.debug(
                     "read corrected the book",
-                    extra={"error": outcome.error, "suspects": len(outcome.suspects)},
+                    extra={"error": correction.error, "suspects": len(correction.suspects)},
                 )
             member = self.book.member(contact)
             if member is not None:

@@ -315,7 +315,8 @@ class QueueBook:
         if member is not None:
             placed.read_at, placed.read_position = member.read_at, member.read_position
             placed.read_ewt = member.read_ewt
-        self._put(placed)
+        # A member that was already in a line moves; it was not among anyone's unknown.
+        self._put(placed, newly_known=member is None)
         return changed | {queue}
 
     def read(
@@ -409,10 +410,44 @@ class QueueBook:
         unknown = sum(m.unknown_before for m in line)
         surplus = known + unknown - waiting
         if surplus > 0:
-            self._drain_unknown(line, None, surplus, at)
+            surplus = self._drain_unknown(line, None, surplus, at)
+            # More known members than wait: the front-most are most likely gone already.
+            suspects.extend(self._mark_suspects(line, None, surplus))
+        elif surplus < 0 and offset is not None:
+            self._spread_missing(line, -surplus, at - offset, oldest_age)
         if known >= waiting:
             line.confirmed_at = now
         return tuple(suspects)
+
+    def _spread_missing(
+        self, line: Line, missing: int, connect_now: float, oldest_age: float
+    ) -> None:
+        """`missing` waiting contacts are in no count yet. Arrivals are spread over time, so
+        each gap between known members (by enqueue time, from the oldest waiting to now) gets
+        its share; the share behind the last member moves nobody and is not recorded. Reads
+        later replace these estimates with counts."""
+        timed = [m for m in line if not m.suspect and m.enqueued_at is not None]
+        if not timed:
+            return
+        start = connect_now - oldest_age
+        span = connect_now - start
+        if span <= 0:
+            return
+        shares: list[tuple[Member, float]] = []
+        previous = start
+        for member in timed:
+            assert member.enqueued_at is not None
+            width = max(0.0, member.enqueued_at - previous)
+            shares.append((member, missing * width / span))
+            previous = max(previous, member.enqueued_at)
+        # Largest remainders: whole contacts, never more than the estimate in front of the tail.
+        floors = [(m, int(x), x - int(x)) for m, x in shares]
+        total = sum(x for _, x in shares)
+        extra = round(total) - sum(f for _, f, _ in floors)
+        for rank, (member, whole, _) in enumerate(
+            sorted(floors, key=lambda item: item[2], reverse=True)
+        ):
+            member.unknown_before += whole + (1 if rank < extra else 0)
 
     def confirmed(self, queue: str, now: float) -> None:
         """News of `queue` arrived that the book took in (an event): it is current."""
@@ -422,13 +457,13 @@ class QueueBook:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _put(self, member: Member) -> None:
+    def _put(self, member: Member, *, newly_known: bool = True) -> None:
         line = self.lines.get(member.queue)
         if line is None:
             line = self.lines[member.queue] = Line(member.queue)
         line.insert(member)
         self._where[member.contact] = member
-        if member.placed_by != "read":
+        if newly_known and member.placed_by != "read":
             self._now_known(line, member)
 
     def _now_known(self, line: Line, member: Member) -> None:
@@ -514,7 +549,7 @@ class QueueBook:
                 break
         return surplus
 
-    def _mark_suspects(self, line: Line, reader: Member, surplus: int) -> tuple[str, ...]:
+    def _mark_suspects(self, line: Line, reader: Member | None, surplus: int) -> tuple[str, ...]:
         """Known members in front of `reader` that are most likely gone: the front-most."""
         suspects: list[str] = []
         for member in line:

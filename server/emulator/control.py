@@ -56,12 +56,15 @@ def control_routes(emulator: Emulator) -> list[BaseRoute]:
                 raise ControlError(400, "bad-request", "priority must be an integer")
             if instance is not None and not isinstance(instance, str):
                 raise ControlError(400, "bad-request", "instance must be an instance id")
+            waited = body.get("waitedSeconds", 0)
+            if isinstance(waited, bool) or not isinstance(waited, int | float) or waited < 0:
+                raise ControlError(400, "bad-request", "waitedSeconds must be a number >= 0")
             emulator.advance()
             try:
                 queue = emulator.model.find_queue(body["queue"], instance)
             except UnknownQueueError:
                 raise ControlError(404, "unknown-queue", f"no queue {body['queue']!r}") from None
-            contact = emulator.model.enqueue(queue, priority)
+            contact = emulator.model.enqueue(queue, priority, float(waited))
             emulator.advance()
         except ControlError as exc:
             return _error(exc)

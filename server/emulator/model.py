@@ -195,8 +195,15 @@ class QueueModel:
         queue.arrival_epoch += 1  # Poisson arrivals are memoryless: redrawing is exact
         self._schedule_arrival(queue)
 
-    def enqueue(self, queue: Queue, priority: int | None = None) -> Contact:
-        """Put a new contact in `queue` now (it may be routed to a free agent at once)."""
+    def enqueue(self, queue: Queue, priority: int | None = None, waited: float = 0.0) -> Contact:
+        """Put a new contact in `queue` now (it may be routed to a free agent at once).
+
+        Args:
+            waited: seconds the contact has already waited (its enqueue time is that much
+                earlier), so that a queue filled at once looks like one that built up.
+        """
+        if waited < 0:
+            raise ValueError("waited must be >= 0")
         if priority is None:
             priority = (
                 self.rng.choice(queue.spec.priorities)
@@ -204,7 +211,12 @@ class QueueModel:
                 else DEFAULT_PRIORITY
             )
         contact = Contact(
-            self._new_id(), queue.instance_id, queue.queue_id, priority, self.now, next(self._seq)
+            self._new_id(),
+            queue.instance_id,
+            queue.queue_id,
+            priority,
+            self.now - waited,
+            next(self._seq),
         )
         self.contacts[contact.contact_id] = contact
         queue.arrived += 1
