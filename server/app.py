@@ -183,6 +183,7 @@ def queue_figures_for(
         ),
         wanted=wanted,
         names=directory.name,
+        on_read=poller.apply_queue_figures,
         interval=interval,
         stale_after=max(settings.stale_after, 2 * interval),
     )

@@ -195,9 +195,10 @@ class Settings:
         8, "Burst of GetCurrentMetricData requests.", _positive_int
     )
     queue_figures_interval: float = _option(
-        5.0,
-        "Seconds between two reads of the watched queues' figures (waiting, oldest, agents "
-        "available; GetCurrentMetricData, up to 100 queues per call).",
+        0.25,
+        "Seconds between two reads of the queues' figures (waiting, oldest, agents available; "
+        "GetCurrentMetricData, up to 100 queues per call): for wallboards, and for positions "
+        "(who has left, how many wait).",
         _positive_float,
     )
     queue_names_refresh: float = _option(

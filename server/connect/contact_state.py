@@ -74,8 +74,6 @@ def change_for(state: ContactState, seen: Observation, ewt_threshold: float) -> 
         return "update"  # fresh again: subscribers must learn it even if the values are equal
     if seen.position != state.published_position:
         return "update"
-    if seen.basis == "read" and state.published_basis == "inferred":
-        return "update"  # the same values, now confirmed by a read of this very contact
     if (seen.ewt is None) != (state.published_ewt is None):
         return "update"
     moved = (

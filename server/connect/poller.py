@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -56,7 +57,6 @@ ACCESS_DENIED_RETRY = 30.0
 ACCESS_DENIED_LOG_EVERY = 60.0
 UNREACHABLE_AFTER = 3
 _SWEEP_EVERY = 0.25
-_FIGURES_MIN_GAP = 0.2  # seconds between two rounds of queue-level reads, at the most often
 _COMMIT_BATCH = 64  # commits in flight at once when one change moves a whole queue
 _END_REASONS: dict[str, tuple[EndReason, str]] = {
     "CONNECTED_TO_AGENT": ("connected", REASON_CONNECTED),
@@ -70,8 +70,6 @@ class PollerConfig:
     burst: int = 5
     describe_rps: float = 2.0
     describe_burst: int = 5
-    current_metrics_rps: float = 5.0
-    current_metrics_burst: int = 8
     poll_interval: float = 2.0
     ewt_threshold: float = 5.0
     stale_after: float = 10.0
@@ -113,19 +111,12 @@ class ContactPoller(AsyncCloseable):
         now = clock()
         self.budget: Budget
         self.describe_budget: Budget
-        self.figures_budget: Budget
         if self.coordinator.shared_budget:
             self.budget = SharedBudget(self.coordinator, "metrics", config.rps)
             self.describe_budget = SharedBudget(self.coordinator, "describe", config.describe_rps)
-            self.figures_budget = SharedBudget(
-                self.coordinator, "current_metrics", config.current_metrics_rps
-            )
         else:
             self.budget = LocalBudget(config.rps, config.burst, now)
             self.describe_budget = LocalBudget(config.describe_rps, config.describe_burst, now)
-            self.figures_budget = LocalBudget(
-                config.current_metrics_rps, config.current_metrics_burst, now
-            )
         self.scheduler = PollScheduler(config.poll_interval)
         self.book = QueueBook()
         self.interest = InterestBook(config.linger)
@@ -151,7 +142,6 @@ class ContactPoller(AsyncCloseable):
         self.reads_by_purpose: Counter[str] = Counter()
         self.describes = 0
         self.figure_reads = 0
-        self.figures_seen: dict[str, QueueFigures] = {}  # by queue, the latest answer
         self.events_applied: Counter[str] = Counter()
         self._transport_failures = 0
         self._access_denied_logged = -ACCESS_DENIED_LOG_EVERY
@@ -376,7 +366,7 @@ class ContactPoller(AsyncCloseable):
                 "throttles": self.throttles,
                 "readsByPurpose": {p.label: self.reads_by_purpose[p.label] for p in Purpose},
                 "describes": self.describes,
-                "queueFigureReads": self.figure_reads,
+                "queueFiguresApplied": self.figure_reads,
                 "describeRate": self.describe_budget.rate(now),
             },
             "queues": {
@@ -406,7 +396,6 @@ class ContactPoller(AsyncCloseable):
         async with asyncio.TaskGroup() as polls:
             polls.create_task(self._publish_changes(), name="poller-publish")
             polls.create_task(self._describe_loop(), name="poller-describe")
-            polls.create_task(self._figures_loop(), name="poller-queue-figures")
             while True:
                 now = self._clock()
                 # At most once per coordination period, whatever changes meanwhile: a socket
@@ -431,8 +420,11 @@ class ContactPoller(AsyncCloseable):
                 if key is None:
                     in_flight.release()
                     self._wake.clear()
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                    # that lands as the event is set, and close() would wait forever.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), min(wait, _SWEEP_EVERY))
+                        async with asyncio.timeout(min(wait, _SWEEP_EVERY)):
+                            await self._wake.wait()
                     continue
                 self.reads_by_purpose[purpose.label] += 1
                 metrics.READS_BY_PURPOSE.labels(purpose.label).inc()
@@ -461,8 +453,10 @@ class ContactPoller(AsyncCloseable):
                 position = line.get(contact, 1)
                 if member.read_at is not None:
                     last = member.read_at
-            # A read checks the count of everyone ahead: far back and long unread scores most.
-            return Purpose.PROBE, weight * (now - last + 1.0) * position
+            # A read checks the count of everyone ahead, so a contact far back is worth more;
+            # but only logarithmically more, so that the front is not starved: staleness
+            # decides in the end, and every contact gets its own read.
+            return Purpose.PROBE, weight * (now - last + 1.0) * (1.0 + math.log(position))
 
         return rank
 
@@ -593,53 +587,16 @@ class ContactPoller(AsyncCloseable):
             contact = max(candidates, key=lambda c: self._started_at.get(c, 0.0))
             await self._describe(self.contacts[contact])
 
-    async def _figures_loop(self) -> None:
-        """Queue-level reads at GetCurrentMetricData's own pace, for every queue the book has:
-        who left (enqueued before the oldest still waiting) and how many wait in all. One call
-        covers up to 100 queues and costs no GetContactMetrics budget."""
-        while True:
-            by_instance: dict[str, set[str]] = {}
-            for queue, line in self.book.lines.items():
-                for member in line:
-                    by_instance.setdefault(member.instance, set()).add(queue)
-                    break
-            if not by_instance:
-                await asyncio.sleep(_SWEEP_EVERY)
-                continue
-            for instance, queues in by_instance.items():
-                wait = await self.figures_budget.take(self._clock())
-                while wait:
-                    await asyncio.sleep(min(wait, _SWEEP_EVERY))
-                    wait = await self.figures_budget.take(self._clock())
-                await self._read_figures(instance, sorted(queues))
-            await asyncio.sleep(_FIGURES_MIN_GAP)
-
-    async def _read_figures(self, instance: str, queues: list[str]) -> None:
+    def apply_queue_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:
+        """A queue-level read (GetCurrentMetricData, read by the queue figures poller): who
+        left (enqueued before the oldest still waiting) and how many wait in all."""
+        suspects = self.book.figures(
+            queue, figures.contacts_in_queue, figures.oldest_contact_age_s, at=at, now=now
+        )
         self.figure_reads += 1
-        result = await self._connect.get_current_metric_data(instance, queues)
-        now, wall = self._clock(), self._wall()
-        if result.outcome is Outcome.THROTTLED:
-            await self.figures_budget.throttled(now)
-        for queue, figures in result.figures.items():
-            self.figures_seen[queue] = figures
-            suspects = self.book.figures(
-                queue,
-                figures.contacts_in_queue,
-                figures.oldest_contact_age_s,
-                at=wall,
-                now=now,
-            )
-            self._mark_dirty({queue})
-            if suspects:
-                log.debug(
-                    "queue figures: members presumed gone",
-                    extra={
-                        "queue": queue,
-                        "count": len(suspects),
-                        "waiting": figures.contacts_in_queue,
-                    },
-                )
-                self._wake.set()  # confirming them comes first
+        self._mark_dirty({queue})
+        if suspects:
+            self._wake.set()  # confirming them comes first
 
     async def _describe(self, state: ContactState) -> None:
         self.describes += 1

@@ -146,13 +146,17 @@ class ConnectClock:
         self._samples.append(round(sample / self.RESOLUTION))
 
     def offset(self) -> float | None:
+        """The offset, or None while the samples do not agree (too few, or the latest one
+        far from the rest: Connect's clock is not running at ours, as an emulator sped up)."""
         if not self._samples:
             return None
         counts: dict[int, int] = {}
         for bucket in self._samples:
             counts[bucket] = counts.get(bucket, 0) + 1
         bucket, count = max(counts.items(), key=lambda item: (item[1], item[0]))
-        return bucket * self.RESOLUTION if count >= self.AGREEING else None
+        if count < self.AGREEING or count * 2 < len(self._samples) // 2:
+            return None
+        return bucket * self.RESOLUTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,8 +392,16 @@ class QueueBook:
             return ()
         suspects: list[str] = []
         offset = self._clock.offset()
-        front = next((m for m in line if not m.suspect and m.enqueued_at is not None), None)
-        if front is not None and front.enqueued_at is not None and waiting > 0:
+        front = next((m for m in line if not m.suspect), None)
+        if (
+            front is not None
+            and front.enqueued_at is not None
+            and front.unknown_before == 0
+            and (front.placed_by == "event" or front.read_position == 1)
+            and waiting > 0
+        ):
+            # Only a front member known to head the line (by events, or read first) makes a
+            # sample: with unknown callers ahead of it the sample would be biased.
             self._clock.observe(at - oldest_age - front.enqueued_at)
         if waiting == 0:
             cutoff: float | None = math.inf  # nobody waits: everyone here has left
@@ -413,41 +425,9 @@ class QueueBook:
             surplus = self._drain_unknown(line, None, surplus, at)
             # More known members than wait: the front-most are most likely gone already.
             suspects.extend(self._mark_suspects(line, None, surplus))
-        elif surplus < 0 and offset is not None:
-            self._spread_missing(line, -surplus, at - offset, oldest_age)
         if known >= waiting:
             line.confirmed_at = now
         return tuple(suspects)
-
-    def _spread_missing(
-        self, line: Line, missing: int, connect_now: float, oldest_age: float
-    ) -> None:
-        """`missing` waiting contacts are in no count yet. Arrivals are spread over time, so
-        each gap between known members (by enqueue time, from the oldest waiting to now) gets
-        its share; the share behind the last member moves nobody and is not recorded. Reads
-        later replace these estimates with counts."""
-        timed = [m for m in line if not m.suspect and m.enqueued_at is not None]
-        if not timed:
-            return
-        start = connect_now - oldest_age
-        span = connect_now - start
-        if span <= 0:
-            return
-        shares: list[tuple[Member, float]] = []
-        previous = start
-        for member in timed:
-            assert member.enqueued_at is not None
-            width = max(0.0, member.enqueued_at - previous)
-            shares.append((member, missing * width / span))
-            previous = max(previous, member.enqueued_at)
-        # Largest remainders: whole contacts, never more than the estimate in front of the tail.
-        floors = [(m, int(x), x - int(x)) for m, x in shares]
-        total = sum(x for _, x in shares)
-        extra = round(total) - sum(f for _, f, _ in floors)
-        for rank, (member, whole, _) in enumerate(
-            sorted(floors, key=lambda item: item[2], reverse=True)
-        ):
-            member.unknown_before += whole + (1 if rank < extra else 0)
 
     def confirmed(self, queue: str, now: float) -> None:
         """News of `queue` arrived that the book took in (an event): it is current."""

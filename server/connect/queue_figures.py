@@ -46,6 +46,8 @@ WAKE_EVERY = 1.0  # seconds between two looks at what is wanted (new queues are 
 RETRY_CAP = 60.0
 
 QueueNames = Callable[[str, str], str | None]  # (instance, queue) -> name
+# (queue, figures, wall time of the read, monotonic time of the read)
+FiguresListener = Callable[[str, QueueFigures, float, float], None]
 
 
 class FiguresReader(Protocol):
@@ -100,6 +102,8 @@ class QueueFiguresPoller(AsyncCloseable):
         budget: GetCurrentMetricData's quota.
         wanted: the queues this replica wants read now (see `queues_wanted`).
         names: the queue's name, when known (`QueueDirectory.name`).
+        on_read: told every queue's figures as they are read (the contact poller's queue book
+            learns from them who has left and how many wait).
         interval: seconds between two reads of a queue.
         stale_after: seconds without a successful read before the figures go out stale.
         clock: monotonic clock; wall: wall clock, for `at` (both injectable for tests).
@@ -114,6 +118,7 @@ class QueueFiguresPoller(AsyncCloseable):
         *,
         wanted: Callable[[], Mapping[str, str]],
         names: QueueNames | None = None,
+        on_read: FiguresListener | None = None,
         interval: float = 5.0,
         stale_after: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
@@ -126,6 +131,7 @@ class QueueFiguresPoller(AsyncCloseable):
         self.budget = budget
         self._wanted = wanted
         self._names = names
+        self._on_read = on_read
         self.interval = interval
         self.stale_after = stale_after
         self._ttl = max(60.0, 10 * interval)  # how long stored figures outlive their reader
@@ -289,6 +295,9 @@ class QueueFiguresPoller(AsyncCloseable):
         now, wall = self._clock(), self._wall()
         reads = {queue: QueueRead(instance, f, now, wall) for queue, f in figures.items()}
         self.latest.update(reads)
+        if self._on_read is not None:
+            for queue, read in reads.items():
+                self._on_read(queue, read.figures, wall, now)
         await asyncio.gather(*(self._publish(q, read, stale=False) for q, read in reads.items()))
 
     async def _publish_stale(self, everyone: Mapping[str, str]) -> None:
