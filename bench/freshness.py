@@ -205,11 +205,15 @@ class EventRelay:
                 self.ideal.apply(one, time.monotonic())
         if self.target is None:
             return Response(status_code=503, headers={"Retry-After": "1"})
-        answer = await self._http.post(
-            self.target,
-            content=body,
-            headers={"Content-Type": "application/json", EVENTS_KEY_HEADER: self.key},
-        )
+        try:
+            answer = await self._http.post(
+                self.target,
+                content=body,
+                headers={"Content-Type": "application/json", EVENTS_KEY_HEADER: self.key},
+            )
+        except httpx.HTTPError:  # the service has stopped (the run is over): EventBridge retries
+            self.refused += 1
+            return Response(status_code=503, headers={"Retry-After": "1"})
         self.forwarded += answer.is_success
         self.refused += not answer.is_success
         return Response(answer.content, status_code=answer.status_code)
@@ -257,12 +261,13 @@ async def configure_scenario(http: httpx.AsyncClient, scenario: Scenario, mode: 
         queues = {q: {"priorities": priorities} for q in QUEUES}
         (await http.put("/_sim/config", json={"queues": queues})).raise_for_status()
     if mode == "events":
-        events = {
-            "delay": list(scenario.delay),
+        delivery = {
+            "minDelay": scenario.delay[0],
+            "maxDelay": scenario.delay[1],
             "loss": scenario.loss,
-            "duplicate": scenario.duplicates,
+            "duplication": scenario.duplicates,
         }
-        (await http.put("/_sim/config", json={"events": events})).raise_for_status()
+        (await http.put("/_sim/config", json={"eventDelivery": delivery})).raise_for_status()
 
 
 async def run_one(size: int, mode: str, scenario: Scenario, args: argparse.Namespace) -> dict:
@@ -441,7 +446,7 @@ async def measure(
     calls = {
         op: {"calls": s["total"], "throttled": s["byOutcome"].get("ThrottlingException", 0)}
         for op, s in stats.items()
-        if s["total"]
+        if isinstance(s, dict) and s.get("total")
     }
     return {
         "contacts": size,
@@ -466,6 +471,7 @@ async def measure(
         "calls": calls,
         "throttled": sum(c["throttled"] for c in calls.values()),
         "events_forwarded": relay.forwarded,
+        "event_delivery": stats.get("contactEvents"),
         "events_refused": relay.refused,
         "reads_by_purpose": status.get("polling", {}).get("budget", {}).get("readsByPurpose"),
         "series": tally.series,
