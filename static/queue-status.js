@@ -588,8 +588,10 @@ export class QueueStatusElement extends HTMLElement {
       s.status = "ended";
       s.reason = event.reason;
       s.stale = false;
-      // Next in line and left the queue: an agent took the contact.
-      s.outcome = event.reason === "left_queue" && s.lastPosition === 1 ? "connecting" : "left";
+      // A CONNECTED_TO_AGENT event says so; from a poll alone, next in line and gone means
+      // an agent most likely took the contact.
+      s.outcome = event.reason === "connected_to_agent"
+        || (event.reason === "left_queue" && s.lastPosition === 1) ? "connecting" : "left";
       s.position = null;
       this._stop("closed");
       this._render();

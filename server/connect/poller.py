@@ -570,6 +570,15 @@ class ContactPoller(AsyncCloseable):
         member = self.book.member(contact)
         return member is None or not member.priority_known
 
+    def _describe_rank(self, contact: str) -> tuple[bool, float]:
+        """A member placed by a read alone first (its place in routing order is borrowed from
+        its neighbours), then the newest."""
+        member = self.book.member(contact)
+        return (
+            member is not None and member.placed_by == "read",
+            self._started_at.get(contact, 0.0),
+        )
+
     async def _describe_loop(self) -> None:
         """Place contacts exactly (routing priority, enqueue time, age adjustment) within
         DescribeContact's own quota, newest first: a new arrival's place matters most, and
@@ -584,7 +593,7 @@ class ContactPoller(AsyncCloseable):
             if wait:
                 await asyncio.sleep(min(wait, _SWEEP_EVERY))
                 continue
-            contact = max(candidates, key=lambda c: self._started_at.get(c, 0.0))
+            contact = max(candidates, key=self._describe_rank)
             await self._describe(self.contacts[contact])
 
     def apply_queue_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:

@@ -93,6 +93,7 @@ class Line:
     # Connect's own wait estimate per position, from the latest read that had one: the wait
     # of a member whose position changed since its read is this times its position.
     seconds_per_position: float | None = None
+    waiting: int | None = None  # contacts in queue, from the latest queue-level read
 
     def __iter__(self) -> Iterator[Member]:
         return (self.members[key] for key in self.keys)
@@ -353,7 +354,9 @@ class QueueBook:
             error = position - expected
             suspects = ()
             if error > 0:
-                member.unknown_before += error
+                self._move_ahead(line, member, error)
+            elif error < 0 and self._relocate_behind(line, member, -error):
+                pass  # the count was right, the unknown contacts were misplaced
             elif error < 0:
                 surplus = self._drain_unknown(line, member, -error, at)
                 if surplus and _may_have_jumped(member):
@@ -390,6 +393,7 @@ class QueueBook:
         line = self.lines.get(queue)
         if line is None:
             return ()
+        line.waiting = waiting
         suspects: list[str] = []
         offset = self._clock.offset()
         front = next((m for m in line if not m.suspect), None)
@@ -514,6 +518,45 @@ class QueueBook:
             after.unknown_before = max(0, after.unknown_before - unknown_before - 1)
         self._put(member)
         return member
+
+    def _move_ahead(self, line: Line, reader: Member, extra: int) -> None:
+        """`extra` more contacts are ahead of `reader` than the book counts. Unknown contacts
+        counted behind it (by reads further back, which could not tell where they wait) are
+        the likeliest: move those first, nearest first; only the rest are new."""
+        start = line.index(reader) + 1
+        for key in line.keys[start:]:
+            if extra <= 0:
+                break
+            holder = line.members[key]
+            moved = min(holder.unknown_before, extra)
+            holder.unknown_before -= moved
+            extra -= moved
+            reader.unknown_before += moved
+        reader.unknown_before += max(0, extra)
+
+    def _relocate_behind(self, line: Line, reader: Member, fewer: int) -> bool:
+        """`fewer` contacts are ahead of `reader` than the book counts, and the queue-level
+        count says nobody left: the unknown ones the book put in front of `reader` wait
+        behind it. Returns False when that does not explain it (someone left)."""
+        if line.waiting is None:
+            return False
+        counted = sum(1 for m in line if not m.suspect) + sum(m.unknown_before for m in line)
+        if counted > line.waiting:
+            return False
+        i = line.index(reader)
+        ahead = [line.members[k] for k in line.keys[: i + 1]]
+        if sum(m.unknown_before for m in ahead) < fewer:
+            return False
+        behind = line.members[line.keys[i + 1]] if i + 1 < len(line.keys) else None
+        for member in reversed(ahead):  # nearest first
+            moved = min(member.unknown_before, fewer)
+            member.unknown_before -= moved
+            fewer -= moved
+            if behind is not None:
+                behind.unknown_before += moved
+            if fewer <= 0:
+                break
+        return True
 
     def _drain_unknown(self, line: Line, reader: Member | None, surplus: int, at: float) -> int:
         """`surplus` fewer contacts are ahead of `reader` than the book counts: take unknown

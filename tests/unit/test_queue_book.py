@@ -201,3 +201,47 @@ def test_positions_are_always_distinct_increasing_and_from_one(ops) -> None:
             )
             or True
         )
+
+
+@st.composite
+def static_queue_histories(draw):
+    """A queue nobody joins or leaves: some of its contacts become known (DescribeContact,
+    then reads, as the poller asks), queue-level reads come in between, in any order."""
+    n = draw(st.integers(1, 7))
+    contacts = [f"c{i}" for i in range(n)]
+    known = draw(st.lists(st.sampled_from(contacts), min_size=1, unique=True))
+    ops = [("read", c) for c in known for _ in range(draw(st.integers(1, 2)))]
+    ops += [("figures", None)] * draw(st.integers(0, 4))
+    ops = draw(st.permutations(ops))
+    return n, contacts, known, ops
+
+
+@settings(max_examples=400, deadline=None)
+@given(static_queue_histories())
+def test_a_static_queue_is_exact_once_every_known_member_was_read(history) -> None:
+    n, contacts, known, ops = history
+    truth = {c: i + 1 for i, c in enumerate(contacts)}
+    book = QueueBook()
+    clock = 200.0
+    described: set[str] = set()
+    for op, contact in ops:
+        clock += 0.1
+        if op == "figures":
+            book.figures(Q, n, clock - 100.0, at=clock, now=clock)
+            continue
+        if contact not in described:  # the poller places a contact before its first read
+            described.add(contact)
+            book.described(
+                contact,
+                INST,
+                Q,
+                enqueued_at=100.0 + truth[contact],
+                priority=None,
+                age_adjustment=0.0,
+                at=clock,
+            )
+        book.read(contact, INST, Q, truth[contact], None, at=clock, now=clock)
+    for contact in known:  # one more read each, as the probes keep coming
+        clock += 0.1
+        book.read(contact, INST, Q, truth[contact], None, at=clock, now=clock)
+    assert book.positions(Q) == {c: truth[c] for c in known}
