@@ -231,7 +231,7 @@ async def serve_relay(relay: EventRelay) -> Any:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
             await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/events"
     finally:
