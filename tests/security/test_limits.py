@@ -4,6 +4,7 @@ refuses or closes as documented, a client within it is served, and /metrics coun
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -154,5 +155,9 @@ async def test_every_request_on_a_kept_alive_connection_has_a_deadline(emulator,
         writer.write(head)
         assert await _drip_until_closed(writer, reader, b" " * 100, every=0.2, limit=6) < 3
         metrics = (await service.http.get("/metrics")).text
-        assert 'queuecast_limit_hits_total{limit="handshake_timeout"} 2.0' in metrics
+        # Both drips; an idle kept-alive connection of a busy test run may count too.
+        [hits] = re.findall(
+            r'queuecast_limit_hits_total\{limit="handshake_timeout"\} (\S+)', metrics
+        )
+        assert float(hits) >= 2, metrics
     assert '"level":"error"' not in log.read_text()
