@@ -58,6 +58,7 @@ ACCESS_DENIED_LOG_EVERY = 60.0
 UNREACHABLE_AFTER = 3
 _SWEEP_EVERY = 0.25
 _COMMIT_BATCH = 64  # commits in flight at once when one change moves a whole queue
+END_GRACE = 2.5  # seconds a poll's end waits for the contact event that says why (p95 delay)
 _END_REASONS: dict[str, tuple[EndReason, str]] = {
     "CONNECTED_TO_AGENT": ("connected", REASON_CONNECTED),
     "DISCONNECTED": ("disconnected", REASON_DISCONNECTED),
@@ -281,6 +282,9 @@ class ContactPoller(AsyncCloseable):
         state = self.contacts.get(contact)
         self.interest.forget(contact)
         if state is None:
+            if self._publisher.ending(contact):  # a poll saw it leave: this says why
+                self._publisher.end_later(ContactState(instance="", contact=contact), reason)
+                self._dirty.set()
             return
         self._stop(contact)
         self._publisher.end_later(state, reason)
@@ -473,7 +477,7 @@ class ContactPoller(AsyncCloseable):
             if is_stale(state, now, stale_after):
                 state.published_stale = True  # set now so that one sweep publishes it once
                 polls.create_task(self._publisher.publish_stale(state), name="publish-stale")
-        if self._publisher.pending_ends():
+        if self._publisher.pending_ends(now):
             self._dirty.set()
         if self.interest.expire_due(now):
             self._reconcile_soon = True
@@ -513,7 +517,7 @@ class ContactPoller(AsyncCloseable):
                 await asyncio.gather(
                     *(self._commit(state, seen) for state, seen in work[i : i + _COMMIT_BATCH])
                 )
-            for pending in self._publisher.pending_ends():
+            for pending in self._publisher.pending_ends(self._clock()):
                 await self._publisher.commit_end(pending)
 
     async def _commit(self, state: ContactState, seen: Observation) -> None:
@@ -705,7 +709,14 @@ class ContactPoller(AsyncCloseable):
             self._mark_dirty(self.book.left(contact, self._wall(), "left_queue"))
             self._stop(contact)
             self.interest.forget(contact)
-            await self._publisher.end(state, _ENDING[outcome])
+            if self.events_applied and outcome is not Outcome.INVALID_PARAMETER:
+                # Contact events flow: the one saying how the wait ended (connected to an
+                # agent, or hung up) is likely on its way; give it a moment to name the
+                # reason. Everyone behind has moved up already.
+                self._publisher.end_later(state, _ENDING[outcome], not_before=now + END_GRACE)
+                self._dirty.set()
+            else:
+                await self._publisher.end(state, _ENDING[outcome])
         elif outcome is Outcome.THROTTLED:
             await self.budget.throttled(now)
             self.throttles += 1

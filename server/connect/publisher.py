@@ -23,6 +23,7 @@ class PendingEnd:
     state: ContactState
     reason: str
     committing: bool = False
+    not_before: float = 0.0  # monotonic: a poll's end may wait for the event that says why
 
 
 class ContactPublisher:
@@ -56,8 +57,9 @@ class ContactPublisher:
         """Whether an end of `contact` is waiting to be committed."""
         return contact in self._ends
 
-    def pending_ends(self) -> list[PendingEnd]:
-        return [end for end in self._ends.values() if not end.committing]
+    def pending_ends(self, now: float = float("inf")) -> list[PendingEnd]:
+        """Ends not being committed whose time has come (`now`: monotonic)."""
+        return [e for e in self._ends.values() if not e.committing and e.not_before <= now]
 
     async def publish(
         self,
@@ -127,9 +129,19 @@ class ContactPublisher:
             # Its membership lapses with its stored state anyway.
             log.warning("could not retire a contact", extra={"error": str(exc)})
 
-    def end_later(self, state: ContactState, reason: str) -> None:
-        """Record that the contact left; `commit_end` of `pending_ends()` commits it."""
-        self._ends.setdefault(state.contact, PendingEnd(state, reason))
+    def end_later(self, state: ContactState, reason: str, not_before: float = 0.0) -> None:
+        """Record that the contact left; `commit_end` of `pending_ends()` commits it.
+
+        Args:
+            not_before: monotonic time before which it is not committed, so that a contact
+                event saying how the wait ended may still replace `reason` (a later call
+                with `not_before=0` does, while the end is not being committed).
+        """
+        pending = self._ends.get(state.contact)
+        if pending is None:
+            self._ends[state.contact] = PendingEnd(state, reason, not_before=not_before)
+        elif not pending.committing and not_before == 0.0 and pending.not_before > 0.0:
+            pending.reason, pending.not_before = reason, 0.0
 
     async def end(self, state: ContactState, reason: str) -> None:
         """The contact left its queue: commit its `ended` event (kept pending until it is)."""

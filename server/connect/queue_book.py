@@ -58,7 +58,9 @@ class Member:
     Attributes:
         key: routing order, `(priority, routing time, contact id)`; lower goes first.
         priority_known: the priority came from DescribeContact (events do not carry it).
-        learnt_at: wall time of the newest news applied (events and reads), to drop older.
+        learnt_at: Connect's time of the newest contact event applied, to drop older events
+            (reads and DescribeContact are timed by our clock, which may differ: they never
+            set it).
         unknown_before: contacts queuecast does not know between this member and the known
             member in front of it.
         suspect: a read behind this member showed it is most likely gone already.
@@ -274,7 +276,7 @@ class QueueBook:
         """The contact left its queue at `at` (connected to an agent, disconnected, or a poll
         said it is no longer queued). Returns the queues whose positions changed."""
         known = self.ended.get(contact)
-        if known is None or at < known.at:
+        if known is None or at < known.at or (known.reason == "left_queue" != reason):
             # The earliest end is how the wait ended (CONNECTED_TO_AGENT comes before the
             # DISCONNECTED of the same call, whatever order they are delivered in).
             self.ended[contact] = Ended(at, reason)
@@ -313,7 +315,7 @@ class QueueBook:
             queue=queue,
             key=(priority or DEFAULT_PRIORITY, enqueued_at - age_adjustment, contact),
             placed_by="describe",
-            learnt_at=max(at, member.learnt_at if member else at),
+            learnt_at=member.learnt_at if member else float("-inf"),
             priority_known=priority is not None,
             enqueued_at=enqueued_at,
         )
@@ -368,7 +370,6 @@ class QueueBook:
                 elif surplus:
                     suspects = self._mark_suspects(line, member, surplus)
         member.read_at, member.read_position, member.read_ewt = now, position, ewt
-        member.learnt_at = max(member.learnt_at, at)
         line = self.lines[member.queue]
         line.confirmed_at = now
         if ewt is not None and position > 0:
@@ -510,7 +511,7 @@ class QueueBook:
             queue=queue,
             key=key,
             placed_by="read",
-            learnt_at=at,
+            learnt_at=float("-inf"),
             unknown_before=unknown_before,
         )
         if after is not None:
