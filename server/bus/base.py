@@ -10,6 +10,10 @@ import abc
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
 
+# A contact's seq counter outlives its stored state by at least this long (seconds), so that a
+# contact that comes back never reuses a seq a client has seen.
+SEQ_KEPT_BEYOND_STATE = 86_400.0
+
 
 class BusUnavailable(ConnectionError):
     """The backend cannot be reached; the operation may be retried later."""

@@ -6,12 +6,11 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from server.bus.base import BusBackend, Commit, Message
+from server.bus.base import SEQ_KEPT_BEYOND_STATE, BusBackend, Commit, Message
 from server.bus.keys import contact_channel, queue_channel
 from server.events import decode_event
 
 PRUNE_EVERY = 10.0  # seconds between two sweeps of what has lapsed
-SEQ_KEPT_BEYOND_STATE = 86_400.0  # as the Redis backend: a seq outlives its state by a day
 
 
 class MemoryBackend(BusBackend):

@@ -35,9 +35,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
-
 from server.bus import Bus
 from server.bus._redis_errors import redis_call, text
 from server.bus.keys import (
@@ -48,7 +45,7 @@ from server.bus.keys import (
     lease_key,
     polled_key,
 )
-from server.bus.redis import RedisClient
+from server.bus.redis_topology import RedisClient, topology_of
 from server.events import ContactEvent
 
 # One shared token bucket per Connect API quota: GetContactMetrics, DescribeContact,
@@ -261,7 +258,7 @@ class RedisCoordinator(Coordinator):
     ) -> None:
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self._client = client
-        self._cluster = isinstance(client, RedisCluster)
+        self._topology = topology_of(client, op_timeout)
         self._bus = bus
         self._budgets = dict(budgets)
         self._ttl_ms = int(lease_ttl * 1000)
@@ -348,7 +345,7 @@ class RedisCoordinator(Coordinator):
                 pipe.hdel(mine, *gone)
         pipe.pexpire(mine, self._ttl_ms)
         pipe.hlen(mine)
-        if self._cluster:
+        if not self._topology.spans_slots:
             # Another slot: not in the same transaction. Reading it just after is as good,
             # since nothing ties the explicit tracks to this replica's interest.
             *_, size = await self._call(pipe.execute())
@@ -374,11 +371,11 @@ class RedisCoordinator(Coordinator):
         pipe = self._client.pipeline(transaction=False)
         for contact in held:
             if contact in wanted:
-                await self._queue_script(
+                await self._topology.add_script(
                     pipe, self._renew_script, lease_key(contact), self.replica_id, self._ttl_ms
                 )
             else:
-                await self._queue_script(
+                await self._topology.add_script(
                     pipe, self._release_script, lease_key(contact), self.replica_id
                 )
         results = await self._call(pipe.execute())
@@ -399,11 +396,8 @@ class RedisCoordinator(Coordinator):
         if not candidates:
             return
         keys = [lease_key(c) for c in candidates]
-        if isinstance(self._client, RedisCluster):
-            # A hint only (SET NX below decides), so one MGET per slot is as good.
-            holders = await self._call(self._client.mget_nonatomic(keys))
-        else:
-            holders = await self._call(self._client.mget(keys))
+        # A hint only (SET NX below decides), so on a cluster one MGET per slot is as good.
+        holders = await self._topology.mget(keys)
         free = [c for c, holder in zip(candidates, holders, strict=True) if holder is None][:room]
         if not free:
             return
@@ -426,19 +420,6 @@ class RedisCoordinator(Coordinator):
             last_polled = float(last) / 1000 if last is not None else None
             assignment.start[contact] = Start(wanted[contact], stored, last_polled)
 
-    async def _queue_script(
-        self, pipe: Any, script: AsyncScript, key: str, *args: str | int
-    ) -> None:
-        """Add a one-key script to a non-transactional pipeline.
-
-        A cluster pipeline refuses EVALSHA (it cannot load a script missing on a node), so
-        there the script's text goes with each call: these scripts are a few hundred bytes.
-        """
-        if self._cluster:
-            pipe.eval(script.script, 1, key, *args)
-        else:
-            await script(keys=[key], args=list(args), client=pipe)
-
     async def set_explicit(self, contact: str, wanted: Wanted | None) -> None:
         if wanted is None:
             await self._call(self._client.hdel(EXPLICIT_KEY, contact))
@@ -452,7 +433,9 @@ class RedisCoordinator(Coordinator):
         self._leases.discard(contact)
         pipe = self._client.pipeline(transaction=False)
         pipe.hdel(EXPLICIT_KEY, contact)
-        await self._queue_script(pipe, self._release_script, lease_key(contact), self.replica_id)
+        await self._topology.add_script(
+            pipe, self._release_script, lease_key(contact), self.replica_id
+        )
         await self._call(pipe.execute())
 
     async def close(self) -> None:
@@ -464,7 +447,7 @@ class RedisCoordinator(Coordinator):
         pipe.zrem(REPLICAS_KEY, self.replica_id)
         pipe.delete(interest_key(self.replica_id))
         for contact in self._leases:
-            await self._queue_script(
+            await self._topology.add_script(
                 pipe, self._release_script, lease_key(contact), self.replica_id
             )
         self._leases.clear()
