@@ -206,7 +206,8 @@ def authorize_request(request: Request, scopes: Sequence[TokenScope]) -> Grant |
 def require_scope(*scopes: TokenScope) -> Callable[[Endpoint], Endpoint]:
     """Guard an HTTP endpoint: 401 without a valid token, 403 for a token of another scope.
 
-    The grant is left in `request.state.grant` for the endpoint.
+    An endpoint that needs the grant itself (what the token allows) calls `authorize_request`
+    instead.
     """
 
     def decorate(endpoint: Endpoint) -> Endpoint:
@@ -215,7 +216,6 @@ def require_scope(*scopes: TokenScope) -> Callable[[Endpoint], Endpoint]:
             verdict = authorize_request(request, scopes)
             if isinstance(verdict, Response):
                 return verdict
-            request.state.grant = verdict
             return await endpoint(request)
 
         return guarded

@@ -1,9 +1,10 @@
 """The account's request budget for one Connect API: asked before every call. One interface,
 two homes: in this process, or shared by every replica through Redis.
 
-Both follow the same rules (a token bucket with one request of the burst held in reserve, and
-AIMD on throttling: halve at once, climb back linearly); the shared one runs them in a Lua
-script on Redis' clock (server/connect/coordination.py), this module's local one in Python.
+Both follow the same rules (server/connect/budget_rules.py: a token bucket with one request of
+the burst held in reserve, and AIMD on throttling: halve at once, climb back linearly); the
+shared one runs them in a Lua script on Redis' clock (server/connect/coordination.py), this
+module's local one in Python.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import math
 from collections.abc import Callable
 
 from server.bus import BusUnavailable
+from server.connect.budget_rules import (
+    RECOVERY_SECONDS,
+    recovered_rate,
+    throttled_rate,
+    usable_burst,
+)
 from server.connect.coordination import BudgetName, Coordinator
 from server.ratelimit import TokenBucket
 
-RECOVERY_SECONDS = 10.0  # from half the configured rate back to all of it (AIMD's climb)
-FLOOR_FRACTION = 1 / 16  # throttling never takes the rate below this share of the configured
 SHARED_RETRY = 0.25  # seconds before asking Redis again after a refusal or an outage
 
 
@@ -52,9 +57,7 @@ class LocalBudget(Budget):
     ) -> None:
         self.configured_rate = rate
         self.recovery = recovery
-        # One request of the burst is held back: AWS's bucket counts arrivals, ours departures,
-        # and network jitter would otherwise now and then spend a token AWS has not refilled.
-        self._bucket = TokenBucket(rate, max(1, burst - 1), now)
+        self._bucket = TokenBucket(rate, usable_burst(burst), now)
         self._rate_stamp = now
 
     async def take(self, now: float) -> float:
@@ -75,7 +78,7 @@ class LocalBudget(Budget):
     def throttle_now(self, now: float) -> None:
         """`throttled`, for callers without an event loop."""
         self._recover(now)
-        new_rate = max(self.configured_rate * FLOOR_FRACTION, self._bucket.rate / 2)
+        new_rate = throttled_rate(self._bucket.rate, self.configured_rate)
         self._bucket.reconfigure(new_rate, self._bucket.burst, now)
         self._bucket.try_take(now, self._bucket.tokens(now))
         self._rate_stamp = now
@@ -89,9 +92,9 @@ class LocalBudget(Budget):
         if rate >= self.configured_rate or math.isinf(rate):
             self._rate_stamp = now
             return
-        step = self.configured_rate / 2 / self.recovery * max(0.0, now - self._rate_stamp)
-        self._rate_stamp = now
-        self._bucket.reconfigure(min(self.configured_rate, rate + step), self._bucket.burst, now)
+        elapsed, self._rate_stamp = now - self._rate_stamp, now
+        new_rate = recovered_rate(rate, self.configured_rate, elapsed, self.recovery)
+        self._bucket.reconfigure(new_rate, self._bucket.burst, now)
 
 
 class SharedBudget(Budget):

@@ -1,7 +1,7 @@
 """Who polls which contact, and how fast the AWS account may be asked: one process or many.
 
 `LocalCoordinator` serves a single process: it polls every contact it wants, and the account
-budget is the `PollScheduler`'s own token bucket.
+budget is a `LocalBudget` in the process (server/connect/budget.py).
 
 `RedisCoordinator` makes replicas sharing one Redis behave as one poller:
 
@@ -13,13 +13,16 @@ budget is the `PollScheduler`'s own token bucket.
   deletes its leases so others claim them at their next reconcile. Leases rather than rendezvous
   hashing because a lease is exclusive by construction: two replicas that briefly disagree on
   who is alive can still never both hold one contact (docs/architecture.md).
-- Budget: a token bucket with AIMD inside Redis (one Lua script), shared by every replica, one
+- Budget: a token bucket with AIMD inside Redis (one Lua script following
+  server/connect/budget_rules.py), shared by every replica through `SharedBudget`, one
   per API quota (GetContactMetrics, DescribeContact, GetCurrentMetricData, ListQueues,
   DescribeQueue).
 
 On a Redis Cluster every script and transaction touches one key (or one contact's keys, which
 share a hash tag); what spans slots (reading leases, reading every replica's interest) is a
 plain read, split per slot, whose result is only a hint that the per-key operations check.
+What differs between a node and a cluster is the client's `Topology`
+(server/bus/redis_topology.py); key names are server/bus/keys.py's.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ from server.bus.keys import (
     polled_key,
 )
 from server.bus.redis_topology import RedisClient, topology_of
+from server.connect.budget_rules import (
+    DECREASE,
+    FLOOR_FRACTION,
+    RECOVERY_SECONDS,
+    usable_burst,
+)
 from server.events import ContactEvent
 
 # One shared token bucket per Connect API quota: GetContactMetrics, DescribeContact,
@@ -100,7 +109,8 @@ class Assignment:
 class Coordinator(abc.ABC):
     """Decides what this process polls; paces requests when the budget is shared."""
 
-    #: Whether the account budget lives outside the PollScheduler (then `acquire` paces).
+    #: Whether the account budget is shared through this coordinator (`acquire`, `throttled`)
+    #: rather than kept in the process.
     shared_budget: bool = False
     #: How often `reconcile` should run, seconds.
     period: float = 0.25
@@ -157,23 +167,25 @@ class LocalCoordinator(Coordinator):
         return assignment
 
 
-# Token bucket plus AIMD, atomically, on Redis' clock (replicas' clocks may differ). Throttling
-# halves the rate (floor: a sixteenth of the configured rate) and empties the bucket; the rate
-# then climbs back linearly to the configured one over `recovery` seconds. Mirrors
-# PollScheduler's in-process rules.
+# Token bucket plus AIMD, atomically, on Redis' clock (replicas' clocks may differ): the rules
+# of server/connect/budget_rules.py, whose numbers come as ARGV. Throttling cuts the rate to
+# ARGV[5] of itself (floor: ARGV[6] of the configured rate) and empties the bucket; the rate
+# then climbs back linearly, from half the configured rate to all of it in ARGV[3] seconds.
 _BUDGET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cfg = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local recovery = tonumber(ARGV[3])
+local decrease = tonumber(ARGV[5])
+local floor = tonumber(ARGV[6])
 local h = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'rate', 'rstamp')
 local tokens = tonumber(h[1]) or burst
 local stamp = tonumber(h[2]) or now
 local rate = tonumber(h[3]) or cfg
 local rstamp = tonumber(h[4]) or now
 if rate < cfg then
-  rate = math.min(cfg, rate + cfg / 2 / recovery * math.max(0, now - rstamp))
+  rate = math.min(cfg, rate + cfg * (1 - decrease) / recovery * math.max(0, now - rstamp))
 end
 if rate > cfg then rate = cfg end
 rstamp = now
@@ -182,7 +194,7 @@ stamp = now
 local granted = 0
 local wait = 0
 if ARGV[4] == 'throttle' then
-  rate = math.max(cfg / 16, rate / 2)
+  rate = math.max(cfg * floor, rate * decrease)
   tokens = 0
 elseif tokens >= 1 then
   tokens = tokens - 1
@@ -252,7 +264,7 @@ class RedisCoordinator(Coordinator):
         *,
         budgets: Mapping[BudgetName, tuple[float, int]],
         lease_ttl: float = 5.0,
-        recovery: float = 10.0,
+        recovery: float = RECOVERY_SECONDS,
         replica_id: str | None = None,
         op_timeout: float = 3.0,
     ) -> None:
@@ -457,13 +469,15 @@ class RedisCoordinator(Coordinator):
 
     async def _budget(self, name: BudgetName, op: str) -> tuple[bool, float]:
         rps, burst = self._budgets[name]
-        # One request of the burst is kept in reserve, as in PollScheduler: AWS counts
-        # arrivals and we count departures.
-        result = await self._call(
-            self._budget_script(
-                keys=[budget_key(name)], args=[rps, max(1, burst - 1), self._recovery, op]
-            )
-        )
+        args: list[float | int | str] = [
+            rps,
+            usable_burst(burst),
+            self._recovery,
+            op,
+            DECREASE,
+            FLOOR_FRACTION,
+        ]
+        result = await self._call(self._budget_script(keys=[budget_key(name)], args=args))
         granted, wait, rate = int(result[0]), float(result[1]), float(result[2])
         self._rates[name] = rate
         return bool(granted), wait
@@ -484,7 +498,3 @@ class RedisCoordinator(Coordinator):
 
     def wanted_total(self) -> int | None:
         return self._wanted_total
-
-    @property
-    def leases(self) -> frozenset[str]:
-        return frozenset(self._leases)
