@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TypeGuard
 
 import botocore.session
 
@@ -33,7 +34,7 @@ def is_valid_id(value: object) -> bool:
 MAX_QUEUE_ID_LENGTH = 250
 
 
-def is_valid_queue_id(value: object) -> bool:
+def is_valid_queue_id(value: object) -> TypeGuard[str]:
     """Whether `value` is a queue id: printable text of 1 to `MAX_QUEUE_ID_LENGTH` characters."""
     return isinstance(value, str) and 0 < len(value) <= MAX_QUEUE_ID_LENGTH and value.isprintable()
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from server.ids import bare_id, is_valid_id
+from server.ids import bare_id, is_valid_id, is_valid_queue_id
 
 SOURCE = "aws.connect"
 DETAIL_TYPE = "Amazon Connect Contact Event"
@@ -217,7 +217,9 @@ def _queue_id(queue: dict[str, Any]) -> str | None:
     for key in ("queuearn", "arn", "queueid", "id"):
         text = _text(queue.get(key))
         bare = None if text is None else bare_id(text)
-        if bare and not any(c.isspace() for c in bare):
+        # The queue id's own rule (what a client may subscribe to), and no blanks: an ARN's
+        # last part is an id, not a name.
+        if is_valid_queue_id(bare) and not any(c.isspace() for c in bare):
             return bare
     return None
 

@@ -148,6 +148,13 @@ def test_instance_from_resources_when_detail_has_none() -> None:
     assert parse_envelope(sample).instance_id == INSTANCE
 
 
+@pytest.mark.parametrize("queue", ["q" * 251, "a\u200bb", "a b", ""])
+def test_a_queue_id_that_is_not_one_becomes_none(queue) -> None:
+    sample = copy.deepcopy(QUEUED_CAPTURE)
+    sample["detail"]["queueInfo"] = {"queueId": queue}  # server/ids.py's rule: not a queue id
+    assert parse_envelope(sample).queue_id is None
+
+
 def test_malformed_optional_fields_become_none() -> None:
     sample = copy.deepcopy(DISCONNECTED_SAMPLE)
     detail = sample["detail"]
