@@ -5,8 +5,11 @@ the outbox, a request begun or ended, the socket's sink lost, a close, the bus l
 subscription added or released); what the session (server/browser/session.py) must do comes
 back as a value:
 
-- `Write(event, text)`: write the event's frame now if the socket takes it
-  (`FrameWriter.write_frame`), then report `written`, or `refused`, which queues it;
+- an event (from `offer` only): write its frame now if the socket takes it
+  (`FrameWriter.write_frame`), then report `written`, or `refused`, which queues it; it is
+  the event offered, or the snapshot it became (then its text is the snapshot's). Not a
+  command object: this is the path of every delivery a socket takes directly, and an
+  allocation per delivery was a third of it;
 - `Wake(detach)`: take the contacts `detach` back from the fan-out's writers (each reported
   with `detached`), then wake the send loop, which drains the outbox;
 - `Detach(contacts)`: the same, without waking the send loop;
@@ -46,14 +49,6 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
-class Write:
-    """Write this event's frame now if the socket takes it; report `written` or `refused`."""
-
-    event: ContactEvent
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class Wake:
     """Take `detach` back from the fan-out's writers, then wake the send loop."""
 
@@ -75,7 +70,7 @@ class Attach:
     holds: tuple[tuple[str, int], ...]
 
 
-Command = Write | Wake | Detach | Attach
+Command = Wake | Detach | Attach
 
 _WAKE = Wake()
 _WAKE_COALESCED = Wake(coalesced=True)
@@ -205,9 +200,10 @@ class DeliveryState:
 
     def offer(
         self, event: ContactEvent, text: str, *, refresh: bool = False, direct: bool = False
-    ) -> Write | Wake | None:
+    ) -> ContactEvent | Wake | None:
         """An event for this socket, unless it has it (or a newer one) already, or may not
-        receive events now.
+        receive events now. Returns an event to write now (see the module docstring), a
+        `Wake` (it waits in the outbox), or None (dropped).
 
         Args:
             text: the event as published (its frame is built from it once for all sockets).
@@ -232,19 +228,7 @@ class DeliveryState:
         if last == 0 and event.type == "update":
             event = as_snapshot(event)
             text = event.encode().decode()
-        self._record(event, subscribed)
-        if (
-            direct
-            and self._frame_writer
-            and not self._sending
-            and not self._handling
-            and not self.outbox
-        ):
-            return Write(event, text)
-        return self._wake(coalesced=self.outbox.put_event(event, text))
-
-    def _record(self, event: ContactEvent, subscribed: bool) -> None:
-        contact = event.contact
+        # What the socket holds now (inline: this is every delivery's path).
         if event.type == "ended":
             self._latest.pop(contact, None)
             if subscribed:
@@ -255,6 +239,15 @@ class DeliveryState:
         else:
             self._last_seq[contact] = event.seq
             self._latest[contact] = event
+        if (
+            direct
+            and self._frame_writer
+            and not self._sending
+            and not self._handling
+            and not self.outbox
+        ):
+            return event
+        return self._wake(coalesced=self.outbox.put_event(event, text))
 
     def offer_figures(self, event: QueueFiguresEvent, text: str) -> Wake | None:
         """A subscribed queue's figures, unless the socket has these or newer ones.
@@ -273,17 +266,20 @@ class DeliveryState:
         return self._wake(coalesced=self.outbox.put_figures(event.queue, text))
 
     def written(self, event: ContactEvent) -> Wake | Attach | None:
-        """The socket took the frame of a `Write`."""
+        """The socket took the frame of an event `offer` returned."""
         if event.type == "ended":
             return self._wake()  # the send loop releases the subscription
+        if not self.streaming:
+            return None
         contact = event.contact
-        if self.streaming and contact in self.contacts and contact not in self._attached:
+        if contact in self.contacts and contact not in self._attached:
             # It holds the newest update now: the fan-out can write the next ones itself.
             return Attach(((contact, event.seq),))
         return None
 
     def refused(self, event: ContactEvent, text: str) -> Wake:
-        """The socket did not take the frame of a `Write` now: it waits in the outbox."""
+        """The socket did not take the frame of an event `offer` returned: it waits in the
+        outbox."""
         return self._wake(coalesced=self.outbox.put_event(event, text))
 
     def attached(self, contact: str) -> None:

@@ -32,7 +32,7 @@ from server.access.policy import LIMIT_HITS
 from server.access.tokens import Grant
 from server.browser._waitable import Flag
 from server.browser.config import GatewayConfig
-from server.browser.delivery import Attach, Command, DeliveryState, Detach, Wake, Write
+from server.browser.delivery import Attach, Command, DeliveryState, Detach, Wake
 from server.browser.fanout import SocketFanout
 from server.browser.limits import Admission, MessageRate, PollQuota, QuotaKey, client_key
 from server.browser.outbox import OutboxFull
@@ -158,9 +158,7 @@ class ClientSession:
     def _run(self, command: Command | None) -> None:
         if command is None:
             return
-        if isinstance(command, Write):
-            self._write(command)
-        elif isinstance(command, Wake):
+        if isinstance(command, Wake):
             for contact in command.detach:
                 self._detach(contact)
             if command.coalesced:
@@ -172,15 +170,18 @@ class ClientSession:
             for contact in command.contacts:
                 self._detach(contact)
 
-    def _write(self, write: Write) -> None:
+    def _write(self, event: ContactEvent, text: str) -> None:
+        """Write the frame of an event `DeliveryState.offer` returned, if the socket takes it."""
         writer = self._writer
         fanout = self._context.fanout
-        if writer is not None and writer.write_frame(fanout.frames.frame(write.text)):
+        if writer is not None and writer.write_frame(fanout.frames.frame(text)):
             # Nothing was waiting and the socket took it: no task step, no re-framing.
             fanout.count_written()
-            self._run(self.state.written(write.event))
+            command = self.state.written(event)
         else:
-            self._run(self.state.refused(write.event, write.text))
+            command = self.state.refused(event, text)
+        if command is not None:
+            self._run(command)
 
     def _attach(self, attach: Attach) -> None:
         if self._sink is None:
@@ -220,9 +221,18 @@ class ClientSession:
         self, event: ContactEvent, text: str, *, refresh: bool = False, direct: bool = False
     ) -> None:
         """An event for this client (`DeliveryState.offer`), unless its token ran out."""
-        if self._access.lapsed(self) or not self._shows_instance(event.instance, event.contact):
+        access = self._access
+        if access.expires_at is not None and access.lapsed(self):
             return
-        self._run(self.state.offer(event, text, refresh=refresh, direct=direct))
+        if not self._shows_instance(event.instance, event.contact):
+            return
+        result = self.state.offer(event, text, refresh=refresh, direct=direct)
+        if result is None:
+            return
+        if isinstance(result, ContactEvent):  # to be written now
+            self._write(result, text if result is event else result.encode().decode())
+        else:
+            self._run(result)
 
     def offer_figures(self, event: QueueFiguresEvent, text: str) -> None:
         """A queue's figures for this client (`DeliveryState.offer_figures`)."""

@@ -46,14 +46,14 @@ class AccessOwner(Protocol):
 class SessionAccess:
     """One socket's grant and the deadline it waits on (see the module docstring)."""
 
-    __slots__ = ("_config", "_deadline", "_expires_at", "expired", "grant")
+    __slots__ = ("_config", "_deadline", "expired", "expires_at", "grant")
 
     def __init__(self, config: GatewayConfig) -> None:
         self._config = config
         # None until authenticated; anonymous mode grants everything to a silent client.
         self.grant: Grant | None = ANONYMOUS if config.access.allow_anonymous else None
         self.expired = False
-        self._expires_at: float | None = None  # loop time the grant runs out
+        self.expires_at: float | None = None  # loop time the grant runs out
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
@@ -71,7 +71,7 @@ class SessionAccess:
     def lapsed(self, owner: AccessOwner) -> bool:
         """Whether the token has run out by the clock, even if its timer has not run yet
         (the clock is what counts); expires it if so."""
-        expires_at = self._expires_at
+        expires_at = self.expires_at
         if expires_at is not None and asyncio.get_running_loop().time() >= expires_at:
             self._expire(owner)
             return True
@@ -98,10 +98,10 @@ class SessionAccess:
         resuming = self.expired
         self.grant, self.expired = grant, False
         self.cancel_deadline()
-        self._expires_at = None
+        self.expires_at = None
         if grant.exp is not None:
             remaining = grant.exp + access.verifier.leeway - time.time()
-            self._expires_at = asyncio.get_running_loop().time() + remaining
+            self.expires_at = asyncio.get_running_loop().time() + remaining
             self._set_deadline(remaining, self._expire, owner)
         owner.send_control(
             json.dumps(
@@ -142,7 +142,7 @@ class SessionAccess:
         if self.expired or self.grant is None:
             return
         self.expired = True
-        self._expires_at = None
+        self.expires_at = None
         # Events already queued are not for an expired client either; pending control
         # frames (a pong, an error) go with them.
         owner.token_expired()

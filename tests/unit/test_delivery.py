@@ -1,7 +1,7 @@
 """The per-socket delivery rules (`DeliveryState`), driven directly: no socket, no bus, no loop.
 
-Each test feeds events in and checks the commands that come out (Write, Wake, Detach, Attach)
-and what the socket would be sent (the outbox drained in order).
+Each test feeds events in and checks what comes out (an event to write now, or a Wake, Detach
+or Attach command) and what the socket would be sent (the outbox drained in order).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from server.browser.delivery import Attach, DeliveryState, Detach, Holdup, Wake, Write
+from server.browser.delivery import Attach, DeliveryState, Detach, Holdup, Wake
 from server.browser.outbox import OutboxFull
 from server.events import ContactEvent, QueueFiguresEvent
 from tests.unit._factories import make_event, make_figures
@@ -119,10 +119,11 @@ def test_the_first_state_a_socket_gets_of_a_contact_is_a_snapshot() -> None:
 
 def test_a_direct_write_is_a_snapshot_too_when_it_is_the_first() -> None:
     state = subscribed()
-    command = offer(state, event(3), direct=True)
-    assert isinstance(command, Write)
-    assert command.event.type == "snapshot"
-    assert json.loads(command.text)["type"] == "snapshot"
+    offered = event(3)
+    command = offer(state, offered, direct=True)
+    assert isinstance(command, ContactEvent), "to be written now"
+    assert command.type == "snapshot" and command is not offered
+    assert json.loads(command.encode())["type"] == "snapshot"
 
 
 def test_an_ended_tombstone_is_shown_as_ended() -> None:
@@ -164,7 +165,7 @@ def test_a_bus_delivery_is_written_directly_only_when_nothing_waits() -> None:
     offer(state, event(1))
     assert isinstance(offer(state, event(2), direct=True), Wake), "the snapshot waits"
     sent(state)
-    assert isinstance(offer(state, event(3), direct=True), Write)
+    assert isinstance(offer(state, event(3), direct=True), ContactEvent)
     state.request_started()
     assert isinstance(offer(state, event(4), direct=True), Wake), "a request's answers go first"
     state.request_finished()
@@ -178,8 +179,8 @@ def test_a_bus_delivery_is_written_directly_only_when_nothing_waits() -> None:
 def test_a_refused_write_waits_in_the_outbox() -> None:
     state = subscribed()
     command = offer(state, event(1), direct=True)
-    assert isinstance(command, Write)
-    assert state.refused(command.event, command.text) == Wake()
+    assert isinstance(command, ContactEvent)
+    assert state.refused(command, text(command)) == Wake()
     assert [m["seq"] for m in sent(state)] == [1]
 
 
@@ -206,8 +207,8 @@ def test_ended_releases_the_subscription_once_the_frame_is_on_its_way() -> None:
 def test_ended_written_directly_still_wakes_the_send_loop() -> None:
     state = streaming(holds=1)
     command = offer(state, event(2, "ended", position=None), direct=True)
-    assert isinstance(command, Write)
-    assert state.written(command.event) == Wake((CONTACT,))
+    assert isinstance(command, ContactEvent)
+    assert state.written(command) == Wake((CONTACT,))
     assert state.has_finished
 
 
@@ -318,8 +319,8 @@ def test_while_streaming_a_direct_write_attaches_its_contact() -> None:
     state.try_stream()
     state.attached(CONTACT)
     command = offer(state, event(1, contact="c-2"), direct=True)
-    assert isinstance(command, Write)
-    assert state.written(command.event) == Attach((("c-2", 1),))
+    assert isinstance(command, ContactEvent)
+    assert state.written(command) == Attach((("c-2", 1),))
     state.attached("c-2")
     assert state.attached_contacts == {CONTACT, "c-2"}
 
