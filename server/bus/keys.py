@@ -36,6 +36,11 @@ def lease_key(contact: str) -> str:
     return f"qc:{{{contact}}}:lease"
 
 
+def retire_key(contact: str) -> str:
+    """Which replica retires a contact whose poller went away (so that only one does)."""
+    return f"qc:{{{contact}}}:retiring"
+
+
 def polled_key(contact: str) -> str:
     """Wall-clock milliseconds of the contact's last poll, for a smooth hand-over."""
     return f"qc:{{{contact}}}:polled"

@@ -47,6 +47,7 @@ from server.bus.keys import (
     interest_key,
     lease_key,
     polled_key,
+    retire_key,
 )
 from server.bus.redis_topology import RedisClient, topology_of
 from server.connect.budget_rules import (
@@ -104,6 +105,9 @@ class Assignment:
     wanted: Mapping[str, Wanted] = field(default_factory=dict)
     # Of `stop`: those nobody wants any more (not moved to another replica): to retire.
     retire: list[str] = field(default_factory=list)
+    # Polled by nobody and wanted by nobody since a replica went away (it died or stopped
+    # with its sockets): this replica retires them for it (with what was wanted of them).
+    retire_elsewhere: dict[str, Wanted] = field(default_factory=dict)
 
 
 class Coordinator(abc.ABC):
@@ -287,6 +291,11 @@ class RedisCoordinator(Coordinator):
         self._rates: dict[BudgetName, float] = {name: rps for name, (rps, _) in budgets.items()}
         self._wanted_total = 0
         self._closed = False
+        # Contacts that were wanted at the last reconcile and are not now, with when they
+        # vanished: retired here once nobody holds their lease (their holder may be dead).
+        self._last_wanted: Mapping[str, Wanted] = {}
+        self._vanished: dict[str, tuple[Wanted, float]] = {}
+        self.orphan_grace = 2 * lease_ttl  # time for its sockets to reconnect elsewhere
 
     async def _call(self, command: Any) -> Any:
         return await redis_call(command, self._op_timeout)
@@ -328,7 +337,45 @@ class RedisCoordinator(Coordinator):
         assignment.stop.extend(
             c for c in polled if c not in self._leases and c not in assignment.stop
         )
+        await self._orphans(wanted, assignment)
         return assignment
+
+    async def _orphans(self, wanted: Mapping[str, Wanted], assignment: Assignment) -> None:
+        """Contacts nobody wants any more whose poller is gone (a replica that died, or
+        stopped: its sockets' contacts vanish from the interest of every replica). Their
+        holder, had it lived, would have retired them (`_keep_leases`); after a grace for
+        their sockets to reconnect elsewhere, with their lease free, one replica does
+        (`SET NX` on a short retire key decides which)."""
+        now = time.monotonic()
+        for contact, last in self._last_wanted.items():
+            if contact not in wanted and contact not in self._vanished:
+                self._vanished[contact] = (last, now)
+        self._last_wanted = wanted
+        for contact in [c for c in self._vanished if c in wanted]:
+            del self._vanished[contact]
+        due = [
+            c
+            for c, (_, since) in self._vanished.items()
+            if now - since >= self.orphan_grace and c not in assignment.retire
+        ]
+        if not due:
+            return
+        for contact in due:
+            if now - self._vanished[contact][1] > self.orphan_grace + 3 * self._ttl_ms / 1000:
+                del self._vanished[contact]  # its lease never freed: someone polls it
+        due = [c for c in due if c in self._vanished]
+        holders = await self._topology.mget([lease_key(c) for c in due])
+        free = [c for c, holder in zip(due, holders, strict=True) if holder is None]
+        if not free:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for contact in free:
+            pipe.set(retire_key(contact), self.replica_id, nx=True, px=60_000)
+        taken = await self._call(pipe.execute())
+        for contact, mine in zip(free, taken, strict=True):
+            wanted_then, _ = self._vanished.pop(contact)
+            if mine:
+                assignment.retire_elsewhere[contact] = wanted_then
 
     async def _write_interest(self, local: Mapping[str, Wanted]) -> Any:
         """Bring this replica's interest hash in line with `local`, renew it, and read the

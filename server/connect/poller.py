@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -339,6 +339,8 @@ class ContactPoller(AsyncCloseable):
         for unwanted in retiring:
             # Unwanted, not ended: stale and out of its queue, not left looking live (issue 14).
             await self._publisher.retire(unwanted)
+        if assignment.retire_elsewhere:
+            await self._retire_orphans(assignment.retire_elsewhere)
         for contact, wanted in assignment.wanted.items():
             polled = self.contacts.get(contact)
             if wanted.explicit and polled is not None and polled.instance != wanted.instance:
@@ -348,6 +350,22 @@ class ContactPoller(AsyncCloseable):
                 self.interest.forget(contact)  # a tombstone: it left the queue
             else:
                 self._start(contact, start)
+
+    async def _retire_orphans(self, orphans: Mapping[str, Wanted]) -> None:
+        """Retire contacts another replica polled and nobody wants any more (it went away
+        before it could): from their stored state, as their poller would have."""
+        contacts = sorted(orphans)
+        try:
+            stored = await self._bus.read_states(contacts)
+        except BusUnavailable:
+            return  # their memberships lapse with their states
+        for contact, state in zip(contacts, stored, strict=True):
+            if state is None or state.ended or contact in self.contacts:
+                continue
+            wanted = orphans[contact]
+            await self._publisher.retire(
+                ContactState.resume(wanted.instance, contact, wanted.queue, state)
+            )
 
     def status(self) -> dict[str, Any]:
         """What `/v1/status` reports of polling."""

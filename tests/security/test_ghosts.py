@@ -10,6 +10,7 @@ has lapsed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 import redis.asyncio as aioredis
@@ -93,3 +94,43 @@ async def test_the_in_process_bus_forgets_what_has_lapsed(monkeypatch):
     await asyncio.sleep(0.15)
     assert await backend.queue_members("q") == []
     assert backend.held() == {"states": 0, "seqs": 0, "queues": 0, "members": 0}
+
+
+@pytest.mark.e2e
+async def test_a_dead_replicas_unwatched_contacts_are_retired_by_the_living(
+    emulator, redis_server, tmp_path
+):
+    """Its poller gone with it, nobody would retire a contact only its sockets watched: one of
+    the living does, once the contact's lease is free and a grace for reconnects has passed."""
+    sales = emulator.queues["sales"]
+    mine = (await emulator.create_contact("sales"))["contactId"]
+    async with (
+        start_service_process(
+            emulator, redis_server.url, "--linger", "1", stderr=tmp_path / "doomed.log"
+        ) as doomed,
+        start_service_process(emulator, redis_server.url, "--linger", "1") as living,
+    ):
+        board_token = mint_test_token("queues", queues=[sales])
+        widget_token = mint_test_token("contact", contact=mine)
+        async with (
+            ws_client(living.ws_url, token=board_token) as board,
+            contextlib.AsyncExitStack() as dying,
+        ):
+            await board.subscribe(queue=sales)
+            # Never closed by the test: it dies with its replica.
+            widget = await dying.enter_async_context(ws_client(doomed.ws_url, token=widget_token))
+            await widget.subscribe(mine)
+            await widget.next_matching(lambda m: m.get("contact") == mine)
+            await board.next_matching(lambda m: m.get("contact") == mine and not m["stale"])
+            async with asyncio.timeout(10):  # the doomed replica polls it (its lease)
+                while (await doomed.status())["tracked"] != 1:
+                    await asyncio.sleep(0.1)
+            doomed.proc.kill()
+            stale = await board.next_matching(
+                lambda m: m.get("contact") == mine and m.get("stale") is True, timeout=30
+            )
+            assert stale["type"] == "update"
+            async with asyncio.timeout(5):
+                while await members(living, sales):
+                    await asyncio.sleep(0.1)
+            assert (await living.status())["tracked"] == 0
