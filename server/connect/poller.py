@@ -520,10 +520,16 @@ class ContactPoller(AsyncCloseable):
                     # but says nothing of who else waits. Show nothing until a read or an
                     # event anchors the line.
                     continue
+                # Every caller waiting is a member: no unknown caller to place anywhere.
+                exact = line.waiting is not None and line.waiting <= self.book.known(queue)
                 for contact, position in self.book.positions(queue).items():
                     state = self.contacts.get(contact)
                     member = self.book.member(contact)
                     if state is None or member is None:
+                        continue
+                    if member.placed_by == "describe" and member.read_at is None and not exact:
+                        # Ordered, but callers queuecast does not know may wait anywhere ahead
+                        # of it: its own read, or a line whose every caller is known, first.
                         continue
                     seen = self._observation(member, position)
                     state.queue = member.queue

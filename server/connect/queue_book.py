@@ -215,6 +215,11 @@ class QueueBook:
             ahead += 1
         return out
 
+    def known(self, queue: str) -> int:
+        """Members of `queue` not presumed gone."""
+        line = self.lines.get(queue)
+        return 0 if line is None else sum(1 for m in line if not m.suspect)
+
     def position(self, contact: str) -> int | None:
         member = self._where.get(contact)
         if member is None or member.suspect:
