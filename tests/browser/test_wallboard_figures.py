@@ -252,6 +252,16 @@ async def test_the_picker_offers_every_queue_connect_names(page, emulator, servi
     sales, billing = emulator.queues["sales"], emulator.queues["billing"]
     await track(service, (await emulator.create_contact("sales"))["contactId"])
     token = mint_test_token("queues", queues=["*"])
+
+    async def sales_listed() -> bool:
+        # The page lists the queues with contacts when it loads (and re-reads them every
+        # minute): load it once the tracked contact has been placed in its queue.
+        response = await service.http.get(
+            "/v1/queues", headers={"Authorization": f"Bearer {token}"}
+        )
+        return any(q["queue"] == sales for q in response.json().get("queues", []))
+
+    await eventually(sales_listed)
     await page.goto(f"{service.url}/static/wallboard.html#token={token}")
     # The queue with a contact is shown; billing (no contacts) is only offered, by its name.
     await page.locator(panel(sales)).wait_for()
