@@ -51,6 +51,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+import uvicorn
 from _extras import require_modules
 from _harness import (
     ROOT,
@@ -62,20 +64,11 @@ from _harness import (
     raise_nofile,
     service_command,
 )
-
-require_modules("matplotlib")
-
-import httpx  # noqa: E402
-import matplotlib  # noqa: E402
-import uvicorn  # noqa: E402
-from _wsload import LoadClient, open_clients  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _wsload import LoadClient, open_clients
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 QUEUES = ("q1", "q2", "q3", "q4")
 AGENTS, MEAN_SERVICE = 5, 20.0  # 4 queues x 5 agents / 20 s = 1 dequeue/s in total
@@ -482,6 +475,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     series = {c: p for c, p in result["series"].items() if p}
     if not series:
         return
+    # matplotlib comes with the `bench` extra; main() checks for it before anything runs.
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     fig, axes = plt.subplots(len(series), 1, figsize=(8, 2 * len(series)), sharex=True)
     axes = axes if len(series) > 1 else [axes]
     for ax, (contact, points) in zip(axes, series.items(), strict=False):
@@ -532,6 +531,7 @@ def main() -> int:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     args = parser.parse_args()
+    require_modules("matplotlib")
     raise_nofile()
     pin_self(args.load_core)
     for scenario_name in args.scenarios.split(","):
