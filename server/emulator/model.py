@@ -29,6 +29,7 @@ from enum import StrEnum
 from random import Random
 
 DEFAULT_PRIORITY = 5  # Amazon Connect's default routing priority; 1 is routed first.
+AGENT_NAMESPACE = uuid.UUID("5b0c3f9e-2f43-4c1a-9d5e-6a0f7b1e8c24")  # agent ids: uuid5 in it
 
 
 class ContactStatus(StrEnum):
@@ -73,6 +74,7 @@ class Contact:
     left_at: float | None = None  # left the queue: connected or abandoned
     disconnected_at: float | None = None
     age_adjustment_s: int = 0  # QueueTimeAdjustmentSeconds: > 0 routes as if it came earlier
+    agent_id: str | None = None  # the agent it was routed to; None when forced in without one
 
     @property
     def routing_key(self) -> tuple[int, float, int]:
@@ -98,6 +100,7 @@ class Queue:
     waiting_keys: list[tuple[int, float, int]] = field(default_factory=list)
     waiting: dict[tuple[int, float, int], Contact] = field(default_factory=dict)
     arrival_epoch: int = 0  # bumped when the rate changes, so a stale arrival event is ignored
+    idle_agents: list[int] = field(default_factory=list)  # heap of free agents' indexes
     arrived: int = 0
     served: int = 0
     abandoned: int = 0
@@ -108,6 +111,11 @@ class Queue:
 
     def waiting_in_order(self) -> list[Contact]:
         return [self.waiting[k] for k in self.waiting_keys]
+
+    def agent_id(self, index: int) -> str:
+        """The id of the queue's agent number `index`: a UUID derived from the queue id, so
+        naming agents draws no random number and the seed's history stays as it was."""
+        return str(uuid.uuid5(AGENT_NAMESPACE, f"{self.queue_id}/{index}"))
 
 
 class UnknownQueueError(LookupError):
@@ -150,6 +158,7 @@ class QueueModel:
             self.instances[instance_id] = []
             for spec in specs:
                 queue = Queue(self._new_id(), instance_id, spec, spec.arrivals_per_minute)
+                queue.idle_agents = list(range(spec.agents))  # sorted: already a heap
                 self.instances[instance_id].append(queue)
                 self.queues[queue.queue_id] = queue
         for queue in self.queues.values():
@@ -293,8 +302,8 @@ class QueueModel:
                     self.enqueue(queue)
                     self._schedule_arrival(queue)
             elif kind == "done":
-                queue_id, contact_id = key.split(" ")
-                self._finish(self.queues[queue_id], self.contacts.get(contact_id))
+                queue_id, contact_id, agent = key.split(" ")
+                self._finish(self.queues[queue_id], self.contacts.get(contact_id), int(agent))
             elif kind == "abandon":
                 contact = self.contacts.get(key)
                 if contact is not None and contact.status is ContactStatus.WAITING:
@@ -355,11 +364,14 @@ class QueueModel:
         self._events.append(ModelEvent("CONNECTED_TO_AGENT", self.now, contact))
         if with_agent:
             queue.busy += 1
+            agent = heapq.heappop(queue.idle_agents)  # the lowest-numbered free agent
+            contact.agent_id = queue.agent_id(agent)
             done_at = self.now + self._service_time(queue.spec)
-            self._push(done_at, "done", f"{queue.queue_id} {contact.contact_id}")
+            self._push(done_at, "done", f"{queue.queue_id} {contact.contact_id} {agent}")
 
-    def _finish(self, queue: Queue, contact: Contact | None) -> None:
+    def _finish(self, queue: Queue, contact: Contact | None, agent: int) -> None:
         queue.busy -= 1
+        heapq.heappush(queue.idle_agents, agent)
         if contact is not None:  # None: forgotten already (history is bounded)
             contact.disconnected_at = self.now
             self._events.append(ModelEvent("DISCONNECTED", self.now, contact))

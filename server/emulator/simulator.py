@@ -16,6 +16,7 @@ from server.emulator.config import EmulatorConfig
 from server.emulator.delivery import DeliveryPlanner
 from server.emulator.faults import FaultInjector, FaultSettings
 from server.emulator.model import Contact, ContactStatus, ModelEvent, QueueModel
+from server.emulator.search_index import ContactSearchIndex
 from server.events import utc_iso
 from server.ids import bare_id, instance_arn, queue_arn
 from server.ratelimit import TokenBucket
@@ -27,6 +28,7 @@ OPERATIONS = (
     "listQueues",
     "describeQueue",
     "updateContactRoutingData",
+    "searchContacts",
 )
 
 
@@ -139,6 +141,9 @@ class Emulator:
         self.event_sink: Callable[[ModelEvent], None] | None = None
         self.delivery = DeliveryPlanner(config.seed, config.event_delivery)
         self._left_at: OrderedDict[str, float] = OrderedDict()  # contact id -> mono time
+        self.search_index = ContactSearchIndex(config.max_history)
+        self.search_lag_s = config.search_lag_s
+        self.search_includes_queued = config.search_includes_queued
 
     def advance(self) -> None:
         """Bring the model up to the simulated now; note leave times; pass events on."""
@@ -149,6 +154,7 @@ class Emulator:
             return
         mono_now, rate = self.mono(), self.clock.rate
         for event in events:
+            self.search_index.record(event)
             contact_id = event.contact.contact_id
             if event.kind != "QUEUED" and contact_id not in self._left_at:
                 # The event may lie in the simulated past: map it back onto the real clock.
