@@ -1,7 +1,7 @@
 """The emulator's Starlette app: Connect's operations on the wire, the model ticker, `/_sim/`.
 
-The operations live in `contact_api.py` and `queue_api.py`; what every one of them does
-around its answer (faults, auth, quota, stats) in `operations.py`.
+The operations live in `contact_api.py`, `queue_api.py` and `search_api.py`; what every one
+of them does around its answer (faults, auth, quota, stats) in `operations.py`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from server.emulator.contact_api import ContactApi
 from server.emulator.control import control_routes
 from server.emulator.eventbridge import ContactEventPoster
 from server.emulator.queue_api import QueueApi
+from server.emulator.search_api import SearchApi
 from server.emulator.simulator import Emulator
 from server.emulator.wire import AwsError, error_response
 
@@ -62,7 +63,7 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> Starlette:
     """
     config = config or EmulatorConfig()
     emulator = Emulator(config)
-    contacts, queues = ContactApi(emulator), QueueApi(emulator)
+    contacts, queues, search = ContactApi(emulator), QueueApi(emulator), SearchApi(emulator)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -94,6 +95,7 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> Starlette:
         Route("/contacts/{rest:path}", contacts.describe_contact, methods=["GET"]),
         Route("/queues-summary/{rest:path}", queues.list_queues, methods=["GET"]),
         Route("/queues/{rest:path}", queues.describe_queue, methods=["GET"]),
+        Route("/search-contacts", search.search_contacts, methods=["POST"]),
         *control_routes(emulator),
     ]
     app = Starlette(

@@ -51,8 +51,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="OPERATION=RPS:BURST",
         help=(
             "quota of another operation (repeatable): getCurrentMetricData (default 5:8), "
-            "listQueues, describeQueue, updateContactRoutingData (default 2:5 each)"
+            "listQueues, describeQueue, updateContactRoutingData (default 2:5 each), "
+            "searchContacts (default 0.5:1)"
         ),
+    )
+    add(
+        "--search-lag",
+        type=float,
+        default=2.0,
+        help="Connect-clock seconds before a contact change shows in SearchContacts (default 2)",
     )
     add("--no-quota", action="store_true", help="disable every quota")
     add("--instances", type=int, default=1, help="Connect instances, each with every queue")
@@ -162,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         describe_burst=args.describe_burst,
         leave_mode=args.leave_mode,
         leave_grace=args.leave_grace,
+        search_lag_s=args.search_lag,
         events_url=args.events_url,
         events_key=args.events_key or os.environ.get("QUEUECAST_EVENTS_KEY") or None,
         event_delivery=DeliverySettings(

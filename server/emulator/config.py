@@ -20,6 +20,9 @@ DEFAULT_OPERATION_QUOTAS: dict[str, tuple[float, int]] = {
     "listQueues": (2.0, 5),
     "describeQueue": (2.0, 5),
     "updateContactRoutingData": (2.0, 5),
+    # SearchContacts: AWS publishes no figure we could check for this API; a conservative
+    # 0.5/s, burst 1, so a caller that polls it too fast learns so here before production.
+    "searchContacts": (0.5, 1),
 }
 
 
@@ -62,6 +65,11 @@ class EmulatorConfig:
     tick_s: float = 0.05
     max_body_bytes: int = 64 * 1024
     max_history: int = 100_000
+    # SearchContacts' index lags the model by this many Connect-clock seconds (search_index.py).
+    search_lag_s: float = 2.0
+    # Connect documents that a voice contact waiting in its queue is not searchable (only once
+    # connected to an agent or disconnected); True shows waiting contacts too.
+    search_includes_queued: bool = False
 
     def __post_init__(self) -> None:
         if self.leave_mode not in LEAVE_MODES:
@@ -74,6 +82,8 @@ class EmulatorConfig:
             raise ValueError("queue names must be unique")
         if self.speed < 0 or self.rps <= 0 or self.burst < 1:
             raise ValueError("speed must be >= 0, rps > 0, burst >= 1")
+        if not 0.0 <= self.search_lag_s < float("inf"):
+            raise ValueError("search_lag_s must be a finite number >= 0")
         if self.describe_rps <= 0 or self.describe_burst < 1:
             raise ValueError("describe_rps must be > 0 and describe_burst >= 1")
         unknown = set(self.operation_quotas) - set(DEFAULT_OPERATION_QUOTAS)

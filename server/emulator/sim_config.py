@@ -35,6 +35,8 @@ def config_json(emulator: Emulator) -> dict[str, Any]:
         "arrivals": {q.queue_id: q.arrivals_per_minute for q in emulator.model.queues.values()},
         "queues": scenario_json(emulator),
         "eventDelivery": emulator.delivery.settings.as_json(),
+        "searchLagSeconds": emulator.search_lag_s,
+        "searchIncludesQueued": emulator.search_includes_queued,
     }
 
 
@@ -48,6 +50,7 @@ def apply_config(emulator: Emulator, patch: object) -> None:
         raise ConfigError("config must be a JSON object")
     known = {"quota", "describeQuota", "faults", "leaveMode", "leaveGrace", "speed", "paused"}
     unknown = set(patch) - known - {"arrivals", "quotas", "queues", "eventDelivery"}
+    unknown -= {"searchLagSeconds", "searchIncludesQueued"}
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
     # Validate everything first so a bad field leaves the emulator untouched.
@@ -80,6 +83,12 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     if not isinstance(paused, bool):
         raise ConfigError("paused must be a boolean")
     arrivals = _arrivals(emulator, patch.get("arrivals", {}))
+    search_lag = _number(
+        patch.get("searchLagSeconds", emulator.search_lag_s), "searchLagSeconds", low=0.0
+    )
+    includes_queued = patch.get("searchIncludesQueued", emulator.search_includes_queued)
+    if not isinstance(includes_queued, bool):
+        raise ConfigError("searchIncludesQueued must be a boolean")
 
     emulator.advance()  # settle the past under the old settings
     emulator.delivery.settings = delivery
@@ -94,6 +103,7 @@ def apply_config(emulator: Emulator, patch: object) -> None:
     if faults is not None:
         emulator.faults.settings = faults
     emulator.leave_mode, emulator.leave_grace = leave_mode, grace
+    emulator.search_lag_s, emulator.search_includes_queued = search_lag, includes_queued
     emulator.clock.set(speed=speed, paused=paused)
     for queue, rate in arrivals:
         emulator.model.set_arrival_rate(queue, rate)

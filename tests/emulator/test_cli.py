@@ -67,13 +67,26 @@ def parse_simulate(*flags: str):
 
 
 def test_quota_flags():
-    config = parse_simulate("--quota", "listQueues=10:15", "--quota", "describeQueue=10:15")
+    config = parse_simulate(
+        "--quota",
+        "listQueues=10:15",
+        "--quota",
+        "describeQueue=10:15",
+        "--quota",
+        "searchContacts=0.2:2",
+        "--search-lag",
+        "0.5",
+    )
     assert config.operation_quotas == {
         "getCurrentMetricData": (5.0, 8),
         "listQueues": (10.0, 15),
         "describeQueue": (10.0, 15),
         "updateContactRoutingData": (2.0, 5),
+        "searchContacts": (0.2, 2),
     }
+    assert config.search_lag_s == 0.5
+    assert parse_simulate().operation_quotas["searchContacts"] == (0.5, 1)
+    assert parse_simulate().search_lag_s == 2.0
     assert config.operation_quotas_enabled
     assert not parse_simulate("--no-quota").operation_quotas_enabled
 
