@@ -50,7 +50,7 @@ def test_a_search_sees_the_version_its_lag_allows():
 
 
 def test_agents_are_named_without_random_draws_and_freed_when_done():
-    model, index = model_and_index()
+    model, _ = model_and_index()
     (queue,) = model.queues.values()
     first = model.enqueue(queue)
     second = model.enqueue(queue)  # waits: the only agent is busy
