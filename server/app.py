@@ -46,6 +46,7 @@ from server.connect.figures_lead import LocalFiguresLead, RedisFiguresLead
 from server.connect.poller import ContactPoller, PollerConfig
 from server.connect.queue_directory import QueueDirectory
 from server.connect.queue_figures import QueueFiguresPoller, queues_wanted
+from server.connect.queue_listing import QueueLister
 from server.connect.queue_names import LocalNameStore, RedisNameStore
 from server.http import api as http_api
 from server.http import events as http_events
@@ -109,6 +110,7 @@ def coordinator_for(settings: Settings, client: RedisClient, bus: Bus) -> RedisC
             "current_metrics": (settings.current_metrics_rps, settings.current_metrics_burst),
             "list_queues": (settings.queue_names_rps, settings.queue_names_burst),
             "describe_queue": (settings.queue_names_rps, settings.queue_names_burst),
+            "search": (settings.search_rps, settings.search_burst),
         },
         lease_ttl=settings.lease_ttl,
         replica_id=settings.replica_id,
@@ -186,6 +188,34 @@ def queue_figures_for(
         on_read=poller.apply_queue_figures,
         interval=interval,
         stale_after=max(settings.stale_after, 2 * interval),
+    )
+
+
+def queue_listing_for(
+    settings: Settings,
+    *,
+    connect: ConnectClient,
+    poller: ContactPoller,
+    gateway: Gateway,
+    coordinator: RedisCoordinator | None,
+) -> QueueLister:
+    """Who waits in the wanted queues (SearchContacts), for the poller's queue book."""
+
+    def wanted() -> dict[str, str]:
+        watched = {queue for session in gateway.sessions for queue in session.queues}
+        return queues_wanted(
+            poller.book, poller.contacts.values(), watched, settings.primary_instance
+        )
+
+    return QueueLister(
+        connect,
+        _budget(coordinator, "search", settings.search_rps, settings.search_burst),
+        wanted=wanted,
+        oldest=poller.queue_oldest,
+        connect_offset=poller.book.connect_offset,
+        on_listing=poller.apply_listing,
+        interval=settings.queue_listing_interval,
+        lag=settings.search_lag,
     )
 
 
@@ -292,6 +322,15 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                     coordinator=coordinator,
                 )
             )
+            listing = await stack.enter_async_context(
+                queue_listing_for(
+                    settings,
+                    connect=connect,
+                    poller=poller,
+                    gateway=gateway,
+                    coordinator=coordinator,
+                )
+            )
             runtime = Runtime(
                 settings,
                 bus,
@@ -300,6 +339,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                 gateway,
                 directory,
                 figures,
+                listing,
                 ContactEventIngest(event_log, settings.instance_id),
                 feed,
             )

@@ -12,6 +12,7 @@ from server.connect.event_ingest import ContactEventIngest
 from server.connect.poller import ContactPoller
 from server.connect.queue_directory import QueueDirectory
 from server.connect.queue_figures import QueueFiguresPoller
+from server.connect.queue_listing import QueueLister
 from server.settings import Settings
 
 
@@ -24,6 +25,7 @@ class Runtime:
     gateway: Gateway
     directory: QueueDirectory
     figures: QueueFiguresPoller
+    listing: QueueLister
     contact_events: ContactEventIngest
     contact_event_feed: ContactEventFeed
 

@@ -124,6 +124,59 @@ class QueuesResult:
     detail: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ContactSummary:
+    """One contact as SearchContacts lists it (times in epoch seconds, Connect's clock)."""
+
+    contact: str
+    queue: str | None
+    enqueued_at: float | None
+    connected_at: float | None
+    disconnected_at: float | None
+
+    @property
+    def waiting(self) -> bool:
+        """In its queue now, as far as the (eventually consistent) search index knows: queued,
+        not ended, and not with an agent since it was queued (a transfer queues it again)."""
+        if self.queue is None or self.enqueued_at is None or self.disconnected_at is not None:
+            return False
+        return self.connected_at is None or self.connected_at < self.enqueued_at
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of SearchContacts: the contacts, and the token of the next page if any."""
+
+    outcome: Outcome
+    contacts: tuple[ContactSummary, ...] = ()
+    next_token: str | None = None
+    detail: str = ""
+
+
+def parse_search_contacts(response: dict[str, Any]) -> SearchPage:
+    """Read one SearchContacts page; a summary without an id is skipped."""
+    contacts: list[ContactSummary] = []
+    for item in response.get("Contacts") or ():
+        contact = item.get("Id")
+        if not isinstance(contact, str):
+            continue
+        queue_info = item.get("QueueInfo") or {}
+        queue = queue_info.get("Id")
+        contacts.append(
+            ContactSummary(
+                contact=contact,
+                queue=queue if isinstance(queue, str) else None,
+                enqueued_at=_epoch(queue_info.get("EnqueueTimestamp")),
+                connected_at=_epoch((item.get("AgentInfo") or {}).get("ConnectedToAgentTimestamp")),
+                disconnected_at=_epoch(item.get("DisconnectTimestamp")),
+            )
+        )
+    token = response.get("NextToken")
+    return SearchPage(
+        Outcome.OK, tuple(contacts), token if isinstance(token, str) and token else None
+    )
+
+
 def parse_metrics(response: dict[str, Any]) -> MetricsResult:
     """Read POSITION_IN_QUEUE and ESTIMATED_WAIT_TIME out of a 200 answer.
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aioboto3
@@ -26,6 +27,7 @@ from server.connect.answers import (
     CURRENT_METRIC_UNITS,
     ESTIMATED_WAIT_TIME,
     POSITION_IN_QUEUE,
+    ContactSummary,
     CurrentMetricsResult,
     DescribeResult,
     MetricsResult,
@@ -33,6 +35,7 @@ from server.connect.answers import (
     QueueFigures,
     QueueInfo,
     QueuesResult,
+    SearchPage,
     batches,
     classify_error,
     parse_current_metrics,
@@ -40,12 +43,14 @@ from server.connect.answers import (
     parse_metrics,
     parse_queue,
     parse_queue_summaries,
+    parse_search_contacts,
 )
 
 __all__ = [
     "ESTIMATED_WAIT_TIME",
     "POSITION_IN_QUEUE",
     "ConnectClient",
+    "ContactSummary",
     "CurrentMetricsResult",
     "DescribeResult",
     "MetricsResult",
@@ -53,12 +58,14 @@ __all__ = [
     "QueueFigures",
     "QueueInfo",
     "QueuesResult",
+    "SearchPage",
     "classify_error",
     "parse_metrics",
 ]
 
 MAX_QUEUES_PER_METRICS_CALL = 100  # GetCurrentMetricData's Filters.Queues limit
 LIST_QUEUES_PAGE = 1000  # ListQueues' largest MaxResults: fewest calls against its quota
+SEARCH_PAGE = 100  # SearchContacts' largest MaxResults
 MAX_PAGES = 100  # a listing that keeps handing out tokens is cut off, not followed forever
 
 
@@ -180,6 +187,37 @@ class ConnectClient(AsyncCloseable):
             result = parse_describe(response)
         metrics.DESCRIBES.labels(result.outcome.value).inc()
         return result
+
+    async def search_contacts(
+        self,
+        instance: str,
+        queue_ids: list[str],
+        *,
+        enqueued_from: float,
+        enqueued_to: float,
+        next_token: str | None = None,
+    ) -> SearchPage:
+        """One page of the contacts of `queue_ids` enqueued between the two times (epoch
+        seconds, Connect's clock), oldest initiation first. The caller pages (each page is a
+        call against SearchContacts' own quota)."""
+        request: dict[str, Any] = {
+            "InstanceId": instance,
+            "TimeRange": {
+                "Type": "ENQUEUE_TIMESTAMP",
+                "StartTime": datetime.fromtimestamp(enqueued_from, UTC),
+                "EndTime": datetime.fromtimestamp(enqueued_to, UTC),
+            },
+            "SearchCriteria": {"QueueIds": queue_ids},
+            "Sort": {"FieldName": "INITIATION_TIMESTAMP", "Order": "ASCENDING"},
+            "MaxResults": SEARCH_PAGE,
+        }
+        if next_token is not None:
+            request["NextToken"] = next_token
+        try:
+            response = await self._call("SearchContacts", "search_contacts", **request)
+        except _CallFailed as failed:
+            return SearchPage(failed.outcome, detail=failed.detail)
+        return parse_search_contacts(response)
 
     async def get_current_metric_data(
         self, instance: str, queue_ids: list[str]

@@ -59,8 +59,10 @@ from server.connect.budget_rules import (
 from server.events import ContactEvent
 
 # One shared token bucket per Connect API quota: GetContactMetrics, DescribeContact,
-# GetCurrentMetricData, ListQueues, DescribeQueue.
-BudgetName = Literal["metrics", "describe", "current_metrics", "list_queues", "describe_queue"]
+# GetCurrentMetricData, ListQueues, DescribeQueue, SearchContacts.
+BudgetName = Literal[
+    "metrics", "describe", "current_metrics", "list_queues", "describe_queue", "search"
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,13 @@ from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.bus import Bus, BusUnavailable
 from server.connect.budget import Budget, LocalBudget, SharedBudget
-from server.connect.client import ConnectClient, MetricsResult, Outcome, QueueFigures
+from server.connect.client import (
+    ConnectClient,
+    ContactSummary,
+    MetricsResult,
+    Outcome,
+    QueueFigures,
+)
 from server.connect.contact_events import ConnectContactEvent
 from server.connect.contact_state import ContactState, Observation, change_for, is_stale
 from server.connect.coordination import Coordinator, LocalCoordinator, Start, Wanted
@@ -142,6 +148,8 @@ class ContactPoller(AsyncCloseable):
         self.throttles = 0
         self.reads_by_purpose: Counter[str] = Counter()
         self.describes = 0
+        self.listings = 0
+        self._oldest: dict[str, float] = {}  # queue -> wall time its oldest was enqueued
         self.figure_reads = 0
         self.events_applied: Counter[str] = Counter()
         self._transport_failures = 0
@@ -527,7 +535,12 @@ class ContactPoller(AsyncCloseable):
                     member = self.book.member(contact)
                     if state is None or member is None:
                         continue
-                    if member.placed_by == "describe" and member.read_at is None and not exact:
+                    if (
+                        member.placed_by == "describe"
+                        and member.read_at is None
+                        and not exact
+                        and not self.book.listing_covers(member)
+                    ):
                         # Ordered, but callers queuecast does not know may wait anywhere ahead
                         # of it: its own read, or a line whose every caller is known, first.
                         continue
@@ -598,11 +611,14 @@ class ContactPoller(AsyncCloseable):
         member = self.book.member(contact)
         return member is None or not member.priority_known
 
-    def _describe_rank(self, contact: str) -> tuple[bool, float]:
-        """A member placed by a read alone first (its place in routing order is borrowed from
-        its neighbours), then the newest."""
+    def _describe_rank(self, contact: str) -> tuple[bool, bool, float]:
+        """A contact nothing has placed yet first (its subscriber sees nothing until then:
+        each call should place someone new while anyone waits unplaced), then a member placed
+        by a read alone (its place in routing order is borrowed from its neighbours), then
+        the newest."""
         member = self.book.member(contact)
         return (
+            member is None,
             member is not None and member.placed_by == "read",
             self._started_at.get(contact, 0.0),
         )
@@ -630,10 +646,86 @@ class ContactPoller(AsyncCloseable):
         suspects = self.book.figures(
             queue, figures.contacts_in_queue, figures.oldest_contact_age_s, at=at, now=now
         )
+        if figures.contacts_in_queue > 0:
+            self._oldest[queue] = at - figures.oldest_contact_age_s
+        else:
+            self._oldest.pop(queue, None)
         self.figure_reads += 1
         self._mark_dirty({queue})
         if suspects:
             self._wake.set()  # confirming them comes first
+
+    def apply_listing(
+        self,
+        instance: str,
+        queues: Sequence[str],
+        contacts: Sequence[ContactSummary],
+        *,
+        through: float | None,
+    ) -> None:
+        """A SearchContacts listing of `queues` (server/connect/queue_listing.py): who waits,
+        since when, and who was connected or disconnected. With `through` (Connect's time) it
+        named every contact enqueued in those queues before then."""
+        now = self._clock()
+        changed: set[str] = set()
+        waiting: dict[str, list[tuple[str, float]]] = {queue: [] for queue in queues}
+        for summary in contacts:
+            if summary.waiting:
+                assert summary.queue is not None and summary.enqueued_at is not None
+                if summary.queue in waiting:
+                    waiting[summary.queue].append((summary.contact, summary.enqueued_at))
+            elif summary.contact in self.book or summary.contact in self.contacts:
+                changed |= self._listed_end(summary)
+        suspects: list[str] = []
+        for queue, listed in waiting.items():
+            if through is None:
+                for contact, enqueued_at in listed:
+                    changed |= self.book.queued(
+                        contact,
+                        instance,
+                        queue,
+                        enqueued_at,
+                        enqueued_at=enqueued_at,
+                        placed_by="search",
+                    )
+                continue
+            moved, gone = self.book.listed(queue, instance, listed, through=through, now=now)
+            changed |= moved
+            suspects.extend(gone)
+        self.listings += 1
+        changed |= self._forget_untracked(suspects)
+        self._mark_dirty(changed)
+        if suspects:
+            self._wake.set()  # confirming them comes first
+
+    def _listed_end(self, summary: ContactSummary) -> set[str]:
+        """A listed contact that is no longer waiting: connected, or disconnected."""
+        if summary.connected_at is not None:
+            book_reason, reason = _END_REASONS["CONNECTED_TO_AGENT"]
+            at = summary.connected_at
+        elif summary.disconnected_at is not None:
+            book_reason, reason = _END_REASONS["DISCONNECTED"]
+            at = summary.disconnected_at
+        else:
+            return set()  # never queued: nothing to say of a line
+        changed = self.book.left(summary.contact, at, book_reason)
+        if summary.contact not in self.book:
+            self._end(summary.contact, reason)
+        return changed
+
+    def _forget_untracked(self, suspects: Iterable[str]) -> set[str]:
+        """Members presumed gone that nobody polls: no read will confirm them, so they leave
+        the book (a wallboard would otherwise keep a ghost)."""
+        changed: set[str] = set()
+        for contact in suspects:
+            if contact not in self.contacts:
+                changed |= self.book.left(contact, self._wall(), "left_queue")
+        return changed
+
+    def queue_oldest(self, queue: str) -> float | None:
+        """Wall time the oldest contact waiting in `queue` was enqueued, by the latest queue
+        figures (None before any, or when nobody waits)."""
+        return self._oldest.get(queue)
 
     async def _describe(self, state: ContactState) -> None:
         self.describes += 1

@@ -47,7 +47,7 @@ MIN_DEPARTURES = 3  # below this many in the window there is no rate to speak of
 MAX_ENDED = 100_000  # ended contacts remembered (oldest forgotten first)
 CLOCK_TOLERANCE = 1.0  # seconds of disagreement between Connect's clock and ours
 
-Placement = Literal["event", "describe", "read"]
+Placement = Literal["event", "search", "describe", "read"]
 EndReason = Literal["connected", "disconnected", "left_queue"]
 
 
@@ -96,6 +96,9 @@ class Line:
     # of a member whose position changed since its read is this times its position.
     seconds_per_position: float | None = None
     waiting: int | None = None  # contacts in queue, from the latest queue-level read
+    # Connect's time up to which a listing (SearchContacts) named every waiting contact: no
+    # unknown caller waits ahead of a member enqueued before it (one priority).
+    listed_through: float | None = None
 
     def __iter__(self) -> Iterator[Member]:
         return (self.members[key] for key in self.keys)
@@ -237,6 +240,10 @@ class QueueBook:
             return None
         return round(position / rate)
 
+    def connect_offset(self) -> float | None:
+        """Seconds our wall clock is ahead of Connect's, once reads agree on it."""
+        return self._clock.offset()
+
     # -- news ------------------------------------------------------------------------------
 
     def queued(
@@ -247,8 +254,10 @@ class QueueBook:
         at: float,
         *,
         enqueued_at: float | None = None,
+        placed_by: Placement = "event",
     ) -> set[str]:
-        """A QUEUED event: the contact waits in `queue` since `enqueued_at` (or `at`).
+        """A QUEUED event (or a listing that shows the contact waiting): the contact waits in
+        `queue` since `enqueued_at` (or `at`).
 
         Returns:
             The queues whose positions changed.
@@ -270,7 +279,7 @@ class QueueBook:
                 instance=instance,
                 queue=queue,
                 key=(DEFAULT_PRIORITY, routing_time, contact),
-                placed_by="event",
+                placed_by=placed_by,
                 learnt_at=at,
                 enqueued_at=routing_time,
             )
@@ -439,6 +448,68 @@ class QueueBook:
             line.confirmed_at = now
         return tuple(suspects)
 
+    def listed(
+        self,
+        queue: str,
+        instance: str,
+        waiting: list[tuple[str, float]],
+        *,
+        through: float,
+        now: float,
+    ) -> tuple[set[str], tuple[str, ...]]:
+        """A listing of `queue` (SearchContacts) complete up to `through` (Connect's time):
+        `waiting` holds, as `(contact, enqueue time)`, every contact that waits in it and was
+        enqueued before `through`, and maybe some enqueued since.
+
+        Contacts not yet members join (like a QUEUED event); a member placed by a read alone
+        gets its enqueue time; a member enqueued before `through` that the listing does not
+        name has left (a suspect, until a poll or an end settles it); and no unknown caller
+        waits ahead of a member enqueued before `through`, whatever earlier reads implied.
+
+        Returns:
+            The queues whose positions changed, and the members newly presumed gone.
+        """
+        changed: set[str] = set()
+        names: set[str] = set()
+        for contact, enqueued_at in waiting:
+            names.add(contact)
+            member = self._where.get(contact)
+            if member is not None and member.queue == queue and member.enqueued_at is None:
+                # Placed by a read, its routing key borrowed from its neighbours: now its own.
+                own = self.lines[queue]
+                own.remove(member)
+                member.key = (member.key[0], enqueued_at, contact)
+                member.enqueued_at = enqueued_at
+                own.insert(member)
+                changed.add(queue)
+                continue
+            changed |= self.queued(
+                contact, instance, queue, enqueued_at, enqueued_at=enqueued_at, placed_by="search"
+            )
+        line = self.lines.get(queue)
+        if line is None:
+            return changed, ()
+        suspects: list[str] = []
+        for member in line:
+            if member.enqueued_at is None or member.enqueued_at > through:
+                continue
+            if member.contact not in names and not member.suspect:
+                member.suspect = True
+                suspects.append(member.contact)
+            if member.unknown_before:
+                member.unknown_before = 0  # every caller enqueued before `through` is known
+                changed.add(queue)
+        line.listed_through = max(line.listed_through or through, through)
+        line.confirmed_at = now
+        return changed | ({queue} if suspects else set()), tuple(suspects)
+
+    def listing_covers(self, member: Member) -> bool:
+        """Whether a listing named every caller who may wait ahead of `member`."""
+        through = self.lines[member.queue].listed_through
+        return (
+            through is not None and member.enqueued_at is not None and member.enqueued_at <= through
+        )
+
     def confirmed(self, queue: str, now: float) -> None:
         """News of `queue` arrived that the book took in (an event): it is current."""
         line = self.lines.get(queue)
@@ -592,8 +663,13 @@ class QueueBook:
 
 
 def _may_have_jumped(member: Member) -> bool:
-    """Placed by its QUEUED event alone (no priority known, never read): its place is a guess."""
-    return member.placed_by == "event" and not member.priority_known and member.read_at is None
+    """Placed by its QUEUED event or a listing alone (no priority known, never read): its place
+    is a guess."""
+    return (
+        member.placed_by in ("event", "search")
+        and not member.priority_known
+        and member.read_at is None
+    )
 
 
 def _key_between(

@@ -135,6 +135,7 @@ async def status(request: Request) -> Response:
             },
             "coordinationError": runtime.poller.coordination_error,
             "queueFigures": runtime.figures.status(),
+            "queueListing": runtime.listing.status(),
             "queueNames": runtime.directory.status(),
             "sockets": len(runtime.gateway.sessions),
             "contactEvents": {

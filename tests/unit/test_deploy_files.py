@@ -92,6 +92,7 @@ REQUIRED_RESOURCE_TYPES = {
     "connect:GetCurrentMetricData": {"queue", "routing-profile"},
     "connect:DescribeQueue": {"queue"},
     "connect:ListQueues": {"queue"},  # "wildcard-queue": instance/<id>/queue/*
+    "connect:SearchContacts": {"instance"},
 }
 
 
@@ -209,7 +210,14 @@ def connect_resource_type(arn: str) -> str:
     raise AssertionError(f"not an ARN of the instance or of its contacts, queues, profiles: {arn}")
 
 
-def test_connect_policy_grants_five_actions_on_the_instance_only() -> None:
+def test_the_policy_names_exactly_the_calls_the_connect_client_makes() -> None:
+    client = (ROOT / "server" / "connect" / "client.py").read_text()
+    called = {f"connect:{api}" for api in re.findall(r'_call\(\s*"(\w+)"', client)}
+    called |= {f"connect:{api}" for api in re.findall(r'_pages\(\s*"(\w+)"', client)}
+    assert called == set(REQUIRED_RESOURCE_TYPES)
+
+
+def test_connect_policy_grants_its_actions_on_the_instance_only() -> None:
     statements = the_resource(cfn(), "AWS::IAM::ManagedPolicy")["PolicyDocument"]["Statement"]
     granted: dict[str, set[str]] = {}
     for statement in statements:
