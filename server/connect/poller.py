@@ -662,10 +662,12 @@ class ContactPoller(AsyncCloseable):
         contacts: Sequence[ContactSummary],
         *,
         through: float | None,
+        seen_at: float,
     ) -> None:
         """A SearchContacts listing of `queues` (server/connect/queue_listing.py): who waits,
         since when, and who was connected or disconnected. With `through` (Connect's time) it
-        named every contact enqueued in those queues before then."""
+        named every contact enqueued in those queues before then; `seen_at` is our wall time
+        the index showed."""
         now = self._clock()
         changed: set[str] = set()
         waiting: dict[str, list[tuple[str, float]]] = {queue: [] for queue in queues}
@@ -689,7 +691,9 @@ class ContactPoller(AsyncCloseable):
                         placed_by="search",
                     )
                 continue
-            moved, gone = self.book.listed(queue, instance, listed, through=through, now=now)
+            moved, gone = self.book.listed(
+                queue, instance, listed, through=through, seen_at=seen_at, now=now
+            )
             changed |= moved
             suspects.extend(gone)
         self.listings += 1

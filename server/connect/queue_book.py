@@ -64,6 +64,9 @@ class Member:
         unknown_before: contacts queuecast does not know between this member and the known
             member in front of it.
         suspect: a read behind this member showed it is most likely gone already.
+        guessed_gone_at: when it became a suspect only because a count said someone ahead
+            left (the front-most is the guess): a later listing that names it waiting
+            clears it.
         read_at, read_position, read_ewt: this member's own last GetContactMetrics answer
             (monotonic time).
     """
@@ -78,6 +81,7 @@ class Member:
     enqueued_at: float | None = None
     unknown_before: int = 0
     suspect: bool = False
+    guessed_gone_at: float | None = None  # wall time a count (not its own end) made it suspect
     read_at: float | None = None
     read_position: int | None = None
     read_ewt: int | None = None
@@ -364,7 +368,7 @@ class QueueBook:
             error = 0
             suspects: tuple[str, ...] = ()
         else:
-            member.suspect = False
+            member.suspect, member.guessed_gone_at = False, None
             line = self.lines[member.queue]
             expected = self.positions(member.queue).get(contact, position)
             error = position - expected
@@ -382,7 +386,7 @@ class QueueBook:
                     self._take_out(member)
                     member = self._place_by_position(contact, instance, line.queue, position, at)
                 elif surplus:
-                    suspects = self._mark_suspects(line, member, surplus)
+                    suspects = self._mark_suspects(line, member, surplus, at)
         member.read_at, member.read_position, member.read_ewt = now, position, ewt
         line = self.lines[member.queue]
         line.confirmed_at = now
@@ -443,7 +447,7 @@ class QueueBook:
         if surplus > 0:
             surplus = self._drain_unknown(line, None, surplus, at)
             # More known members than wait: the front-most are most likely gone already.
-            suspects.extend(self._mark_suspects(line, None, surplus))
+            suspects.extend(self._mark_suspects(line, None, surplus, at))
         if known >= waiting:
             line.confirmed_at = now
         return tuple(suspects)
@@ -455,6 +459,7 @@ class QueueBook:
         waiting: list[tuple[str, float]],
         *,
         through: float,
+        seen_at: float,
         now: float,
     ) -> tuple[set[str], tuple[str, ...]]:
         """A listing of `queue` (SearchContacts) complete up to `through` (Connect's time):
@@ -463,8 +468,10 @@ class QueueBook:
 
         Contacts not yet members join (like a QUEUED event); a member placed by a read alone
         gets its enqueue time; a member enqueued before `through` that the listing does not
-        name has left (a suspect, until a poll or an end settles it); and no unknown caller
-        waits ahead of a member enqueued before `through`, whatever earlier reads implied.
+        name has left (a suspect, until a poll or an end settles it); a member that a count
+        guessed gone before `seen_at` (our wall time the index showed) and that the listing
+        names is not; and no unknown caller waits ahead of a member enqueued before
+        `through`, whatever earlier reads implied.
 
         Returns:
             The queues whose positions changed, and the members newly presumed gone.
@@ -495,7 +502,16 @@ class QueueBook:
                 continue
             if member.contact not in names and not member.suspect:
                 member.suspect = True
+                member.guessed_gone_at = None
                 suspects.append(member.contact)
+            elif (
+                member.contact in names
+                and member.guessed_gone_at is not None
+                and member.guessed_gone_at < seen_at
+            ):
+                member.suspect = False  # the count's guess was wrong: it still waits
+                member.guessed_gone_at = None
+                changed.add(queue)
             if member.unknown_before:
                 member.unknown_before = 0  # every caller enqueued before `through` is known
                 changed.add(queue)
@@ -649,7 +665,9 @@ class QueueBook:
                 break
         return surplus
 
-    def _mark_suspects(self, line: Line, reader: Member | None, surplus: int) -> tuple[str, ...]:
+    def _mark_suspects(
+        self, line: Line, reader: Member | None, surplus: int, at: float
+    ) -> tuple[str, ...]:
         """Known members in front of `reader` that are most likely gone: the front-most."""
         suspects: list[str] = []
         for member in line:
@@ -657,6 +675,7 @@ class QueueBook:
                 break
             if not member.suspect:
                 member.suspect = True
+                member.guessed_gone_at = at
                 suspects.append(member.contact)
                 surplus -= 1
         return tuple(suspects)

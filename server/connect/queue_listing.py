@@ -55,7 +55,8 @@ class ContactSearcher(Protocol):
 
 class ListingListener(Protocol):
     """Told each listing: `through` is Connect's time up to which it named everyone waiting
-    in `queues` (None: incomplete, it names some of them only)."""
+    in `queues` (None: incomplete, it names some of them only); `seen_at` our wall time the
+    index showed (now less its lag)."""
 
     def __call__(
         self,
@@ -64,6 +65,7 @@ class ListingListener(Protocol):
         contacts: Sequence[ContactSummary],
         *,
         through: float | None,
+        seen_at: float,
     ) -> None: ...
 
 
@@ -192,6 +194,7 @@ class QueueLister(AsyncCloseable):
         start = min(self._start(queue) for queue in queues)
         end = self._connect_now() + MARGIN  # whatever the index has, up to now
         through = self._connect_now() - self.lag
+        seen_at = self._wall() - self.lag
         contacts: list[ContactSummary] = []
         token: str | None = None
         for _ in range(MAX_PAGES):
@@ -202,7 +205,7 @@ class QueueLister(AsyncCloseable):
             self.calls[page.outcome.value] += 1
             if page.outcome is not Outcome.OK:
                 await self._failed(page)
-                self._deliver(instance, queues, contacts, None)
+                self._deliver(instance, queues, contacts, None, seen_at)
                 return False
             contacts.extend(page.contacts)
             token = page.next_token
@@ -212,7 +215,7 @@ class QueueLister(AsyncCloseable):
         if complete:
             for queue in queues:
                 self.through[queue] = max(self.through.get(queue, through), through)
-        self._deliver(instance, queues, contacts, through if complete else None)
+        self._deliver(instance, queues, contacts, through if complete else None, seen_at)
         if self.last_error is not None:
             log.info("queue listing works again")
             self.last_error = None
@@ -224,10 +227,11 @@ class QueueLister(AsyncCloseable):
         queues: list[str],
         contacts: list[ContactSummary],
         through: float | None,
+        seen_at: float,
     ) -> None:
         self.listings["complete" if through is not None else "incomplete"] += 1
         if contacts or through is not None:
-            self._on_listing(instance, queues, contacts, through=through)
+            self._on_listing(instance, queues, contacts, through=through, seen_at=seen_at)
 
     async def _failed(self, page: SearchPage) -> None:
         detail = f"SearchContacts {page.outcome.value}: {page.detail}"

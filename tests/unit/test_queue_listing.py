@@ -74,7 +74,7 @@ def test_last_page_has_no_token() -> None:
 def test_a_listing_places_everyone_and_positions_follow_enqueue_time() -> None:
     book = QueueBook()
     changed, gone = book.listed(
-        Q, INST, [("c", 103.0), ("a", 101.0), ("b", 102.0)], through=110.0, now=1.0
+        Q, INST, [("c", 103.0), ("a", 101.0), ("b", 102.0)], through=110.0, seen_at=0.0, now=1.0
     )
     assert changed == {Q} and gone == ()
     assert book.positions(Q) == {"a": 1, "b": 2, "c": 3}
@@ -86,7 +86,7 @@ def test_unknown_callers_reads_implied_ahead_are_dropped_once_listed() -> None:
     book = QueueBook()
     book.read("b", INST, Q, position=5, ewt=None, at=100.0, now=1.0)
     assert book.position("b") == 5
-    book.listed(Q, INST, [("a", 101.0), ("b", 102.0)], through=110.0, now=2.0)
+    book.listed(Q, INST, [("a", 101.0), ("b", 102.0)], through=110.0, seen_at=0.0, now=2.0)
     assert book.positions(Q) == {"a": 1, "b": 2}
     assert book.member("b").enqueued_at == 102.0  # type: ignore[union-attr]
 
@@ -95,9 +95,27 @@ def test_a_member_the_listing_does_not_name_is_presumed_gone() -> None:
     book = QueueBook()
     for i, contact in enumerate("abc"):
         book.queued(contact, INST, Q, at=100.0 + i)
-    changed, gone = book.listed(Q, INST, [("b", 101.0), ("c", 102.0)], through=110.0, now=1.0)
+    changed, gone = book.listed(
+        Q, INST, [("b", 101.0), ("c", 102.0)], through=110.0, seen_at=0.0, now=1.0
+    )
     assert gone == ("a",) and Q in changed
     assert book.positions(Q) == {"b": 1, "c": 2}
+
+
+def test_a_member_a_count_guessed_gone_is_cleared_by_a_later_listing_naming_it() -> None:
+    """Someone behind the front hung up: the count marks the front-most a suspect (a guess);
+    the listing that still names it, taken after the guess, clears it."""
+    book = QueueBook()
+    for i, contact in enumerate("abc"):
+        book.queued(contact, INST, Q, at=100.0 + i)
+    book.figures(Q, waiting=2, oldest_age=0.0, at=200.0, now=1.0)  # "b" left, "a" guessed
+    assert book.positions(Q) == {"b": 1, "c": 2}
+    # A listing the index showed before the guess proves nothing against it ("b", which it
+    # does not name, is a suspect now too).
+    book.listed(Q, INST, [("a", 100.0), ("c", 102.0)], through=150.0, seen_at=199.0, now=2.0)
+    assert book.positions(Q) == {"c": 1}
+    book.listed(Q, INST, [("a", 100.0), ("c", 102.0)], through=150.0, seen_at=201.0, now=3.0)
+    assert book.positions(Q) == {"a": 1, "c": 2}
 
 
 def test_members_enqueued_after_the_listing_keep_their_gaps() -> None:
@@ -105,7 +123,7 @@ def test_members_enqueued_after_the_listing_keep_their_gaps() -> None:
     ahead of it that the listing did not show yet."""
     book = QueueBook()
     book.read("late", INST, Q, position=4, ewt=None, at=130.0, now=1.0)
-    book.listed(Q, INST, [("a", 101.0)], through=110.0, now=2.0)
+    book.listed(Q, INST, [("a", 101.0)], through=110.0, seen_at=0.0, now=2.0)
     late = book.member("late")
     assert late is not None and not book.listing_covers(late)
     assert book.position("a") == 1
@@ -115,7 +133,7 @@ def test_an_ended_contact_is_not_brought_back_by_a_lagging_listing() -> None:
     book = QueueBook()
     book.queued("a", INST, Q, at=100.0)
     book.left("a", at=105.0, reason="connected")
-    book.listed(Q, INST, [("a", 100.0), ("b", 101.0)], through=103.0, now=1.0)
+    book.listed(Q, INST, [("a", 100.0), ("b", 101.0)], through=103.0, seen_at=0.0, now=1.0)
     assert book.positions(Q) == {"b": 1}
 
 
@@ -168,7 +186,9 @@ class Listings:
         contacts: Sequence[ContactSummary],
         *,
         through: float | None,
+        seen_at: float,
     ) -> None:
+        assert seen_at == NOW - 2.0
         self.seen.append((list(queues), [c.contact for c in contacts], through))
 
 
