@@ -204,20 +204,20 @@ class Settings:
     search_rps: float = _option(
         0.5,
         "SearchContacts requests per second (its own quota; a conservative default: set your "
-        "account's). Each call lists up to 100 waiting contacts of the watched queues.",
+        "account's). Each call lists up to 100 contacts of the watched queues.",
         _positive_float,
     )
     search_burst: int = _option(1, "Burst of SearchContacts requests.", _positive_int)
     queue_listing_interval: float = _option(
         2.0,
-        "Seconds between two listings of the watched queues' waiting contacts "
-        "(SearchContacts): places contacts that no event or read placed yet.",
+        "Seconds between two listings of the watched queues' contacts (SearchContacts): who "
+        "left out of turn and why (hung up, or connected), and waiting chats and tasks.",
         _positive_float,
     )
     search_lag: float = _option(
         5.0,
-        "Seconds SearchContacts' index may be behind Connect: a listing is taken as complete "
-        "only for contacts enqueued this long before it.",
+        "Seconds SearchContacts' index may be behind Connect: a contact a listing shows "
+        "waiting may have left since.",
         _non_negative_float,
     )
     queue_names_refresh: float = _option(

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -535,12 +535,7 @@ class ContactPoller(AsyncCloseable):
                     member = self.book.member(contact)
                     if state is None or member is None:
                         continue
-                    if (
-                        member.placed_by == "describe"
-                        and member.read_at is None
-                        and not exact
-                        and not self.book.listing_covers(member)
-                    ):
+                    if member.placed_by == "describe" and member.read_at is None and not exact:
                         # Ordered, but callers queuecast does not know may wait anywhere ahead
                         # of it: its own read, or a line whose every caller is known, first.
                         continue
@@ -661,14 +656,11 @@ class ContactPoller(AsyncCloseable):
         queues: Sequence[str],
         contacts: Sequence[ContactSummary],
         *,
-        through: float | None,
         seen_at: float,
     ) -> None:
-        """A SearchContacts listing of `queues` (server/connect/queue_listing.py): who waits,
-        since when, and who was connected or disconnected. With `through` (Connect's time) it
-        named every contact enqueued in those queues before then; `seen_at` is our wall time
-        the index showed."""
-        now = self._clock()
+        """A SearchContacts listing of `queues` (server/connect/queue_listing.py): who was
+        connected or disconnected, and who waits (chat, tasks, email: queued voice contacts
+        are not listed); `seen_at` is our wall time its index showed."""
         changed: set[str] = set()
         waiting: dict[str, list[tuple[str, float]]] = {queue: [] for queue in queues}
         for summary in contacts:
@@ -678,29 +670,15 @@ class ContactPoller(AsyncCloseable):
                     waiting[summary.queue].append((summary.contact, summary.enqueued_at))
             elif summary.contact in self.book or summary.contact in self.contacts:
                 changed |= self._listed_end(summary)
-        suspects: list[str] = []
         for queue, listed in waiting.items():
-            if through is None:
-                for contact, enqueued_at in listed:
-                    changed |= self.book.queued(
-                        contact,
-                        instance,
-                        queue,
-                        enqueued_at,
-                        enqueued_at=enqueued_at,
-                        placed_by="search",
-                    )
-                continue
-            moved, gone = self.book.listed(
-                queue, instance, listed, through=through, seen_at=seen_at, now=now
-            )
-            changed |= moved
-            suspects.extend(gone)
+            changed |= self.book.listed(queue, instance, listed, seen_at=seen_at)
+            for contact, _ in listed:
+                if contact in self.book:  # wallboards show the whole queue, as with QUEUED
+                    self.interest.queued(contact, instance, queue)
+        if any(waiting.values()):
+            self._wanted()
         self.listings += 1
-        changed |= self._forget_untracked(suspects)
         self._mark_dirty(changed)
-        if suspects:
-            self._wake.set()  # confirming them comes first
 
     def _listed_end(self, summary: ContactSummary) -> set[str]:
         """A listed contact that is no longer waiting: connected, or disconnected."""
@@ -715,15 +693,6 @@ class ContactPoller(AsyncCloseable):
         changed = self.book.left(summary.contact, at, book_reason)
         if summary.contact not in self.book:
             self._end(summary.contact, reason)
-        return changed
-
-    def _forget_untracked(self, suspects: Iterable[str]) -> set[str]:
-        """Members presumed gone that nobody polls: no read will confirm them, so they leave
-        the book (a wallboard would otherwise keep a ghost)."""
-        changed: set[str] = set()
-        for contact in suspects:
-            if contact not in self.contacts:
-                changed |= self.book.left(contact, self._wall(), "left_queue")
         return changed
 
     def queue_oldest(self, queue: str) -> float | None:

@@ -65,7 +65,7 @@ class Member:
             member in front of it.
         suspect: a read behind this member showed it is most likely gone already.
         guessed_gone_at: when it became a suspect only because a count said someone ahead
-            left (the front-most is the guess): a later listing that names it waiting
+            left (the front-most is the guess): a later listing that shows it waiting
             clears it.
         read_at, read_position, read_ewt: this member's own last GetContactMetrics answer
             (monotonic time).
@@ -100,9 +100,6 @@ class Line:
     # of a member whose position changed since its read is this times its position.
     seconds_per_position: float | None = None
     waiting: int | None = None  # contacts in queue, from the latest queue-level read
-    # Connect's time up to which a listing (SearchContacts) named every waiting contact: no
-    # unknown caller waits ahead of a member enqueued before it (one priority).
-    listed_through: float | None = None
 
     def __iter__(self) -> Iterator[Member]:
         return (self.members[key] for key in self.keys)
@@ -458,73 +455,45 @@ class QueueBook:
         instance: str,
         waiting: list[tuple[str, float]],
         *,
-        through: float,
         seen_at: float,
-        now: float,
-    ) -> tuple[set[str], tuple[str, ...]]:
-        """A listing of `queue` (SearchContacts) complete up to `through` (Connect's time):
-        `waiting` holds, as `(contact, enqueue time)`, every contact that waits in it and was
-        enqueued before `through`, and maybe some enqueued since.
+    ) -> set[str]:
+        """Contacts a listing (SearchContacts) shows waiting in `queue`, as `(contact, enqueue
+        time)`; `seen_at` is our wall time the listing's index showed.
 
-        Contacts not yet members join (like a QUEUED event); a member placed by a read alone
-        gets its enqueue time; a member enqueued before `through` that the listing does not
-        name has left (a suspect, until a poll or an end settles it); a member that a count
-        guessed gone before `seen_at` (our wall time the index showed) and that the listing
-        names is not; and no unknown caller waits ahead of a member enqueued before
-        `through`, whatever earlier reads implied.
+        A listing is no roll-call: Amazon Connect does not list queued voice contacts (only
+        chat, tasks and email), and its index lags. So it only adds: contacts not yet members
+        join (like a QUEUED event), a member placed by a read alone gets its own enqueue time,
+        and a member a count guessed gone before `seen_at` is not.
 
         Returns:
-            The queues whose positions changed, and the members newly presumed gone.
+            The queues whose positions changed.
         """
         changed: set[str] = set()
-        names: set[str] = set()
         for contact, enqueued_at in waiting:
-            names.add(contact)
             member = self._where.get(contact)
-            if member is not None and member.queue == queue and member.enqueued_at is None:
+            if member is None or member.queue != queue:
+                changed |= self.queued(
+                    contact,
+                    instance,
+                    queue,
+                    enqueued_at,
+                    enqueued_at=enqueued_at,
+                    placed_by="search",
+                )
+                continue
+            if member.enqueued_at is None:
                 # Placed by a read, its routing key borrowed from its neighbours: now its own.
-                own = self.lines[queue]
-                own.remove(member)
+                line = self.lines[queue]
+                line.remove(member)
                 member.key = (member.key[0], enqueued_at, contact)
                 member.enqueued_at = enqueued_at
-                own.insert(member)
+                line.insert(member)
                 changed.add(queue)
-                continue
-            changed |= self.queued(
-                contact, instance, queue, enqueued_at, enqueued_at=enqueued_at, placed_by="search"
-            )
-        line = self.lines.get(queue)
-        if line is None:
-            return changed, ()
-        suspects: list[str] = []
-        for member in line:
-            if member.enqueued_at is None or member.enqueued_at > through:
-                continue
-            if member.contact not in names and not member.suspect:
-                member.suspect = True
-                member.guessed_gone_at = None
-                suspects.append(member.contact)
-            elif (
-                member.contact in names
-                and member.guessed_gone_at is not None
-                and member.guessed_gone_at < seen_at
-            ):
+            if member.guessed_gone_at is not None and member.guessed_gone_at < seen_at:
                 member.suspect = False  # the count's guess was wrong: it still waits
                 member.guessed_gone_at = None
                 changed.add(queue)
-            if member.unknown_before:
-                member.unknown_before = 0  # every caller enqueued before `through` is known
-                changed.add(queue)
-        line.listed_through = max(line.listed_through or through, through)
-        line.confirmed_at = now
-        return changed | ({queue} if suspects else set()), tuple(suspects)
-
-    def listing_covers(self, member: Member) -> bool:
-        """Whether a listing named every caller who may wait ahead of `member`."""
-        through = self.lines[member.queue].listed_through
-        return (
-            through is not None and member.enqueued_at is not None and member.enqueued_at <= through
-        )
+        return changed
 
     def confirmed(self, queue: str, now: float) -> None:
         """News of `queue` arrived that the book took in (an event): it is current."""

@@ -1,17 +1,18 @@
-"""QueueLister: every contact waiting in the watched queues, from SearchContacts, for the book.
+"""QueueLister: what SearchContacts tells of the watched queues, for the queue book.
 
-Without contact events, queuecast learns of a waiting contact only one call at a time
-(GetContactMetrics or DescribeContact, 2 requests/s each): 2,000 waiting contacts take minutes
-to place, and callers without a widget are never named at all. SearchContacts lists up to 100
-contacts per call, with their queue and enqueue time. Listing a queue's contacts enqueued since
-its oldest waiting one (the queue figures give its age) names, in a FIFO queue, almost exactly
-the ones waiting now: whoever was enqueued later and is gone already was served out of turn.
+SearchContacts lists up to 100 contacts per call, with queue, enqueue time and how they left.
+One listing per round per instance: the contacts of the wanted queues enqueued since the
+oldest one still waiting (the queue figures give its age). In a queue served first come,
+first served, whoever was enqueued since then and is gone already left out of turn: hung up,
+or was picked ahead (priority). Those are the departures the queue-level count cannot place
+(it says someone left, not who), and the listing says who, and why (connected to an agent or
+disconnected), for contacts that no contact event reached.
 
-The first listing of a queue goes back to its oldest waiting contact; the next ones only to
-where the last complete one ended (less the index lag): one page each, usually. A listing is
-*complete* when every page was read: then the queue book knows every contact enqueued before
-its end, less `lag` (SearchContacts is an eventually consistent index: a contact shows, and
-its changes show, some seconds after they happen), and positions ahead of them are exact.
+What it does not do: Amazon Connect does not list queued voice contacts (the contact search
+shows a voice contact once it is connected to an agent or disconnected; chat, tasks and email
+are listed while queued), so a listing is never taken as a roll-call of who waits; the ones
+it shows waiting join the book, as a QUEUED event would. Its index lags Connect by some
+seconds (`lag`).
 
 Each page is one call against SearchContacts' own quota (its `Budget`). Failures back off and
 are reported in `status()`; nothing crashes.
@@ -54,9 +55,8 @@ class ContactSearcher(Protocol):
 
 
 class ListingListener(Protocol):
-    """Told each listing: `through` is Connect's time up to which it named everyone waiting
-    in `queues` (None: incomplete, it names some of them only); `seen_at` our wall time the
-    index showed (now less its lag)."""
+    """Told each listing (every page read so far, when one failed); `seen_at` is our wall
+    time the index showed (now less its lag)."""
 
     def __call__(
         self,
@@ -64,7 +64,6 @@ class ListingListener(Protocol):
         queues: Sequence[str],
         contacts: Sequence[ContactSummary],
         *,
-        through: float | None,
         seen_at: float,
     ) -> None: ...
 
@@ -108,11 +107,11 @@ class QueueLister(AsyncCloseable):
         self.lag = lag
         self._clock = clock
         self._wall = wall
-        self.through: dict[str, float] = {}  # queue -> Connect time a listing covered
+        self.listed_queues = 0  # in the last round
         self._retry = Backoff(interval, max(interval, RETRY_CAP))
         self._task: asyncio.Task[None] | None = None
         self.calls: Counter[str] = Counter()  # by outcome
-        self.listings: Counter[str] = Counter()  # complete / incomplete
+        self.listings: Counter[str] = Counter()  # complete / incomplete (a page failed)
         self.last_error: str | None = None
 
     async def __aenter__(self) -> QueueLister:
@@ -132,7 +131,7 @@ class QueueLister(AsyncCloseable):
     def status(self) -> dict[str, Any]:
         """What `/v1/status` reports of the queue listings."""
         return {
-            "queues": len(self.through),
+            "queues": self.listed_queues,
             "interval": self.interval,
             "lag": self.lag,
             "budget": {
@@ -165,12 +164,11 @@ class QueueLister(AsyncCloseable):
     async def _round(self) -> bool:
         """List every wanted queue once; returns whether a call failed."""
         wanted = self._wanted()
-        for queue in [q for q in self.through if q not in wanted]:
-            del self.through[queue]
         by_instance: dict[str, list[str]] = {}
         for queue, instance in sorted(wanted.items()):
             if self._oldest(queue) is not None:
                 by_instance.setdefault(instance, []).append(queue)
+        self.listed_queues = sum(len(queues) for queues in by_instance.values())
         for instance, queues in by_instance.items():
             for batch in batches(queues, MAX_QUEUES_PER_SEARCH):
                 if not await self._list(instance, batch):
@@ -181,10 +179,7 @@ class QueueLister(AsyncCloseable):
         return self._wall() - (self._offset() or 0.0)
 
     def _start(self, queue: str) -> float:
-        """Connect's time from which `queue` must be listed."""
-        covered = self.through.get(queue)
-        if covered is not None:
-            return covered - self.lag
+        """Connect's time from which `queue` is listed: its oldest waiting contact's."""
         oldest = self._oldest(queue)
         assert oldest is not None
         return oldest - (self._offset() or 0.0) - MARGIN
@@ -193,7 +188,6 @@ class QueueLister(AsyncCloseable):
         """One listing of `queues` (every page); returns False when a call failed."""
         start = min(self._start(queue) for queue in queues)
         end = self._connect_now() + MARGIN  # whatever the index has, up to now
-        through = self._connect_now() - self.lag
         seen_at = self._wall() - self.lag
         contacts: list[ContactSummary] = []
         token: str | None = None
@@ -205,17 +199,13 @@ class QueueLister(AsyncCloseable):
             self.calls[page.outcome.value] += 1
             if page.outcome is not Outcome.OK:
                 await self._failed(page)
-                self._deliver(instance, queues, contacts, None, seen_at)
+                self._deliver(instance, queues, contacts, complete=False, seen_at=seen_at)
                 return False
             contacts.extend(page.contacts)
             token = page.next_token
             if token is None:
                 break
-        complete = token is None
-        if complete:
-            for queue in queues:
-                self.through[queue] = max(self.through.get(queue, through), through)
-        self._deliver(instance, queues, contacts, through if complete else None, seen_at)
+        self._deliver(instance, queues, contacts, complete=token is None, seen_at=seen_at)
         if self.last_error is not None:
             log.info("queue listing works again")
             self.last_error = None
@@ -226,12 +216,13 @@ class QueueLister(AsyncCloseable):
         instance: str,
         queues: list[str],
         contacts: list[ContactSummary],
-        through: float | None,
+        *,
+        complete: bool,
         seen_at: float,
     ) -> None:
-        self.listings["complete" if through is not None else "incomplete"] += 1
-        if contacts or through is not None:
-            self._on_listing(instance, queues, contacts, through=through, seen_at=seen_at)
+        self.listings["complete" if complete else "incomplete"] += 1
+        if contacts:
+            self._on_listing(instance, queues, contacts, seen_at=seen_at)
 
     async def _failed(self, page: SearchPage) -> None:
         detail = f"SearchContacts {page.outcome.value}: {page.detail}"

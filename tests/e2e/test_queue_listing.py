@@ -1,9 +1,9 @@
-"""Positions without contact events, from queue listings (SearchContacts), end to end: the
+"""What queue listings (SearchContacts) add, end to end and without contact events: the
 emulator over HTTP through aioboto3, `queuecast serve` with a real redis-server, real
 WebSocket clients, everything checked against the emulator's truth.
 
-GetContactMetrics and DescribeContact are held to one call each (a quota far below one per
-contact): whatever the subscriber is shown beyond that comes from the listings and the queue
+GetContactMetrics and DescribeContact are held to about one call each (a quota far below one
+per contact), so what a subscriber is shown beyond that comes from the listings and the queue
 figures. The rules themselves are unit-tested in tests/unit/test_queue_listing.py.
 """
 
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.e2e
 
 SEARCH_QUOTA = {"searchContacts": {"rps": 5, "burst": 5}}
 SCARCE = (
-    *("--rps", "0.01", "--burst", "1"),
-    *("--describe-rps", "0.01", "--describe-burst", "1"),
+    *("--rps", "0.01", "--burst", "2"),
+    *("--describe-rps", "0.01", "--describe-burst", "2"),
     *("--queue-listing-interval", "0.3", "--search-lag", "0.5"),
     *("--search-rps", "5", "--search-burst", "5"),
 )
@@ -33,77 +33,89 @@ async def listing_status(service) -> dict:
     return (await service.status())["queueListing"]
 
 
-async def test_a_listing_places_a_contact_behind_callers_nobody_watches(emulator, redis_server):
-    await emulator.put_config(searchLagSeconds=0.2, quotas=SEARCH_QUOTA)
-    others = [(await emulator.create_contact("sales"))["contactId"] for _ in range(12)]
-    mine = (await emulator.create_contact("sales"))["contactId"]
-    async with (
-        start_service_process(emulator, redis_server.url, *SCARCE) as service,
-        ws_client(service.ws_url) as ws,
-    ):
-        shown = Shown(ws)
-        await ws.subscribe(mine)
-        await shown.until(mine, lambda e: e.get("position") == 13)
-        assert (await emulator.contact_truth(mine))["position"] == 13
-        assert (await listing_status(service))["listings"]["complete"] >= 1
-        # A caller nobody watches hangs up in the middle of the line, then the head is served:
-        # the count and the next listings move the watched contact, still without a read.
-        await emulator.abandon(others[5])
-        await shown.until(mine, lambda e: e.get("position") == 12)
-        await emulator.connect(others[0])
-        await shown.until(mine, lambda e: e.get("position") == 11)
-        assert (await emulator.contact_truth(mine))["position"] == 11
-        stats = await emulator.sim_stats()
-        assert stats["getContactMetrics"]["total"] <= 2
-        assert stats["searchContacts"]["total"] >= 2
+async def until(check, timeout: float = WAIT):
+    async with asyncio.timeout(timeout):
+        while not (result := await check()):
+            await asyncio.sleep(0.1)
+    return result
 
 
 async def test_a_listing_tells_how_a_wait_ended(emulator, redis_server):
     """The read that would see the contact leave is far off (the quota): the listing shows it
-    connected to an agent, and the subscriber is told so, with that reason."""
+    connected to an agent, or hung up, and its subscriber is told so, with that reason."""
     await emulator.put_config(searchLagSeconds=0.2, quotas=SEARCH_QUOTA)
     first = (await emulator.create_contact("sales"))["contactId"]
     second = (await emulator.create_contact("sales"))["contactId"]
+    third = (await emulator.create_contact("sales"))["contactId"]
     async with (
         start_service_process(emulator, redis_server.url, *SCARCE) as service,
         ws_client(service.ws_url) as ws,
     ):
         shown = Shown(ws)
-        await ws.subscribe(first)
-        await ws.subscribe(second)
-        await shown.until(second, lambda e: e.get("position") == 2)
-        await shown.until(first, lambda e: e.get("position") == 1)
+        for contact in (first, second, third):
+            await ws.subscribe(contact)
+        await shown.until(third, lambda e: e.get("position") == 3)
+        await emulator.abandon(second)
+        gone = await shown.until(second, lambda e: e["type"] == "ended")
+        assert gone["reason"] == "disconnected"
+        await shown.until(third, lambda e: e.get("position") == 2)
         await emulator.connect(first)
         ended = await shown.until(first, lambda e: e["type"] == "ended")
         assert ended["reason"] == "connected_to_agent"
-        await shown.until(second, lambda e: e.get("position") == 1)
+        await shown.until(third, lambda e: e.get("position") == 1)
+        assert (await emulator.contact_truth(third))["position"] == 1
+        stats = await emulator.sim_stats()
+        assert stats["getContactMetrics"]["total"] <= 3
+        assert stats["searchContacts"]["total"] >= 2
 
 
-async def test_listing_throttled_is_reported_and_positions_recover(emulator, redis_server):
+async def test_listed_waiting_chats_fill_the_wallboard_without_events(emulator, redis_server):
+    """Where Connect lists queued contacts (chat, tasks, email; the emulator's
+    `searchIncludesQueued`), the listing names every caller of the queue: the wallboard's
+    queue read shows them all, in the emulator's order, none read one by one."""
+    await emulator.put_config(searchLagSeconds=0.2, searchIncludesQueued=True, quotas=SEARCH_QUOTA)
+    created = [await emulator.create_contact("sales") for _ in range(10)]
+    contacts = [c["contactId"] for c in created]
+    async with (
+        start_service_process(emulator, redis_server.url, *SCARCE) as service,
+        ws_client(service.ws_url) as ws,
+    ):
+        await ws.subscribe(contacts[-1])
+        queue = (await emulator.contact_truth(contacts[-1]))["queueId"]
+
+        async def board() -> dict | None:
+            body = (await service.http.get(f"/v1/queues/{queue}")).json()
+            listed = {c["contact"]: c.get("position") for c in body.get("contacts", [])}
+            return body if len(listed) == len(contacts) and None not in listed.values() else None
+
+        body = await until(board, 3 * WAIT)
+        for entry in body["contacts"]:
+            truth = await emulator.contact_truth(entry["contact"])
+            assert entry["position"] == truth["position"], entry
+        assert (await emulator.sim_stats())["getContactMetrics"]["total"] <= 2
+
+
+async def test_listing_throttled_is_reported_and_recovers(emulator, redis_server):
     """The account's SearchContacts quota is below what the service was told: throttled, the
-    status says so, nothing crashes, and once the quota allows the contact is placed."""
+    status says so, nothing crashes, and listings resume once the quota allows."""
     await emulator.put_config(
         searchLagSeconds=0.2, quotas={"searchContacts": {"rps": 0.01, "burst": 1}}
     )
-    for _ in range(3):
-        await emulator.create_contact("sales")
     mine = (await emulator.create_contact("sales"))["contactId"]
     async with (
         start_service_process(emulator, redis_server.url, *SCARCE) as service,
         ws_client(service.ws_url) as ws,
     ):
-        shown = Shown(ws)
         await ws.subscribe(mine)
 
-        async def last_error() -> str | None:
+        async def failing() -> str | None:
             return (await listing_status(service))["lastError"]
 
-        async with asyncio.timeout(WAIT):
-            while not await last_error():
-                await asyncio.sleep(0.1)
-        assert "throttled" in (await last_error() or "")
-        await emulator.put_config(quotas={"searchContacts": {"rps": 5, "burst": 5}})
-        await shown.until(mine, lambda e: e.get("position") == 4, timeout=3 * WAIT)
-        async with asyncio.timeout(3 * WAIT):
-            while await last_error():
-                await asyncio.sleep(0.1)
+        assert "throttled" in await until(failing)
+        await emulator.put_config(quotas=SEARCH_QUOTA)
+
+        async def recovered() -> bool:
+            status = await listing_status(service)
+            return status["lastError"] is None and status["calls"].get("ok", 0) >= 2
+
+        await until(recovered, 3 * WAIT)

@@ -71,69 +71,52 @@ def test_last_page_has_no_token() -> None:
 # -- the queue book --------------------------------------------------------------------------
 
 
-def test_a_listing_places_everyone_and_positions_follow_enqueue_time() -> None:
+def test_contacts_a_listing_shows_waiting_join_in_enqueue_order() -> None:
     book = QueueBook()
-    changed, gone = book.listed(
-        Q, INST, [("c", 103.0), ("a", 101.0), ("b", 102.0)], through=110.0, seen_at=0.0, now=1.0
-    )
-    assert changed == {Q} and gone == ()
+    assert book.listed(Q, INST, [("c", 103.0), ("a", 101.0), ("b", 102.0)], seen_at=0.0) == {Q}
     assert book.positions(Q) == {"a": 1, "b": 2, "c": 3}
-    assert all(book.listing_covers(book.member(c)) for c in "abc")  # type: ignore[arg-type]
+    assert book.member("a").placed_by == "search"  # type: ignore[union-attr]
 
 
-def test_unknown_callers_reads_implied_ahead_are_dropped_once_listed() -> None:
-    """A read said 4 wait ahead of `b`; the listing names everyone: the one ahead is `a`."""
-    book = QueueBook()
-    book.read("b", INST, Q, position=5, ewt=None, at=100.0, now=1.0)
-    assert book.position("b") == 5
-    book.listed(Q, INST, [("a", 101.0), ("b", 102.0)], through=110.0, seen_at=0.0, now=2.0)
-    assert book.positions(Q) == {"a": 1, "b": 2}
-    assert book.member("b").enqueued_at == 102.0  # type: ignore[union-attr]
-
-
-def test_a_member_the_listing_does_not_name_is_presumed_gone() -> None:
+def test_a_listing_is_no_roll_call() -> None:
+    """Queued voice contacts are not listed: a member the listing does not show stays."""
     book = QueueBook()
     for i, contact in enumerate("abc"):
         book.queued(contact, INST, Q, at=100.0 + i)
-    changed, gone = book.listed(
-        Q, INST, [("b", 101.0), ("c", 102.0)], through=110.0, seen_at=0.0, now=1.0
-    )
-    assert gone == ("a",) and Q in changed
-    assert book.positions(Q) == {"b": 1, "c": 2}
+    assert book.listed(Q, INST, [("c", 102.0)], seen_at=0.0) == set()
+    assert book.positions(Q) == {"a": 1, "b": 2, "c": 3}
 
 
-def test_a_member_a_count_guessed_gone_is_cleared_by_a_later_listing_naming_it() -> None:
+def test_a_read_placed_member_gets_its_own_enqueue_time() -> None:
+    book = QueueBook()
+    book.read("b", INST, Q, position=2, ewt=None, at=100.0, now=1.0)
+    book.listed(Q, INST, [("b", 102.0)], seen_at=0.0)
+    assert book.member("b").enqueued_at == 102.0  # type: ignore[union-attr]
+    book.queued("a", INST, Q, at=101.0)  # enqueued before it: ahead of it
+    assert book.positions(Q) == {"a": 1, "b": 2}
+
+
+def test_a_member_a_count_guessed_gone_is_cleared_by_a_later_listing_showing_it() -> None:
     """Someone behind the front hung up: the count marks the front-most a suspect (a guess);
-    the listing that still names it, taken after the guess, clears it."""
+    a listing taken after the guess that shows it waiting clears it."""
     book = QueueBook()
     for i, contact in enumerate("abc"):
         book.queued(contact, INST, Q, at=100.0 + i)
     book.figures(Q, waiting=2, oldest_age=0.0, at=200.0, now=1.0)  # "b" left, "a" guessed
     assert book.positions(Q) == {"b": 1, "c": 2}
-    # A listing the index showed before the guess proves nothing against it ("b", which it
-    # does not name, is a suspect now too).
-    book.listed(Q, INST, [("a", 100.0), ("c", 102.0)], through=150.0, seen_at=199.0, now=2.0)
-    assert book.positions(Q) == {"c": 1}
-    book.listed(Q, INST, [("a", 100.0), ("c", 102.0)], through=150.0, seen_at=201.0, now=3.0)
+    book.listed(Q, INST, [("a", 100.0)], seen_at=199.0)  # seen before the guess: no proof
+    assert book.positions(Q) == {"b": 1, "c": 2}
+    book.listed(Q, INST, [("a", 100.0)], seen_at=201.0)
+    assert book.positions(Q) == {"a": 1, "b": 2, "c": 3}
+    book.left("b", at=150.0, reason="disconnected")  # the listing's end of "b"
     assert book.positions(Q) == {"a": 1, "c": 2}
-
-
-def test_members_enqueued_after_the_listing_keep_their_gaps() -> None:
-    """The index is behind: a contact enqueued after `through` may have unknown callers
-    ahead of it that the listing did not show yet."""
-    book = QueueBook()
-    book.read("late", INST, Q, position=4, ewt=None, at=130.0, now=1.0)
-    book.listed(Q, INST, [("a", 101.0)], through=110.0, seen_at=0.0, now=2.0)
-    late = book.member("late")
-    assert late is not None and not book.listing_covers(late)
-    assert book.position("a") == 1
 
 
 def test_an_ended_contact_is_not_brought_back_by_a_lagging_listing() -> None:
     book = QueueBook()
     book.queued("a", INST, Q, at=100.0)
     book.left("a", at=105.0, reason="connected")
-    book.listed(Q, INST, [("a", 100.0), ("b", 101.0)], through=103.0, seen_at=0.0, now=1.0)
+    book.listed(Q, INST, [("a", 100.0), ("b", 101.0)], seen_at=0.0)
     assert book.positions(Q) == {"b": 1}
 
 
@@ -177,7 +160,7 @@ class FakeSearch:
 
 class Listings:
     def __init__(self) -> None:
-        self.seen: list[tuple[list[str], list[str], float | None]] = []
+        self.seen: list[tuple[list[str], list[str]]] = []
 
     def __call__(
         self,
@@ -185,11 +168,10 @@ class Listings:
         queues: Sequence[str],
         contacts: Sequence[ContactSummary],
         *,
-        through: float | None,
         seen_at: float,
     ) -> None:
         assert seen_at == NOW - 2.0
-        self.seen.append((list(queues), [c.contact for c in contacts], through))
+        self.seen.append((list(queues), [c.contact for c in contacts]))
 
 
 def waiting(contact: str, enqueued_at: float, queue: str = Q) -> ContactSummary:
@@ -221,17 +203,8 @@ async def test_first_listing_goes_back_to_the_oldest_and_reads_every_page() -> N
     assert await the_lister._list(INST, [Q])
     assert [r[2] for r in search.ranges] == [None, "2", "4"]  # three pages
     assert search.ranges[0][0] == NOW - 100.0 - MARGIN
-    assert listings.seen == [([Q], list("abcde"), NOW - 2.0)]
-    assert the_lister.through == {Q: NOW - 2.0}
-
-
-async def test_next_listings_start_where_the_last_complete_one_ended() -> None:
-    search = FakeSearch([waiting("a", NOW - 50.0)])
-    listings = Listings()
-    the_lister = lister(search, listings)
-    await the_lister._list(INST, [Q])
-    await the_lister._list(INST, [Q])
-    assert search.ranges[1][0] == NOW - 2.0 - 2.0  # through, less the index lag
+    assert listings.seen == [([Q], list("abcde"))]
+    assert the_lister.status()["listings"] == {"complete": 1}
 
 
 async def test_a_failed_page_gives_an_incomplete_listing_and_is_reported() -> None:
@@ -250,9 +223,9 @@ async def test_a_failed_page_gives_an_incomplete_listing_and_is_reported() -> No
 
     search.search_contacts = second_page_fails  # type: ignore[method-assign]
     assert not await the_lister._list(INST, [Q])
-    # What the first page showed is still taken, but nothing is claimed complete.
-    assert listings.seen == [([Q], ["a", "b"], None)]
-    assert the_lister.through == {}
+    # What the first page showed is still taken.
+    assert listings.seen == [([Q], ["a", "b"])]
+    assert the_lister.status()["listings"] == {"incomplete": 1}
     assert "server_error" in (the_lister.status()["lastError"] or "")
     assert await the_lister._list(INST, [Q])
     assert the_lister.status()["lastError"] is None
@@ -278,7 +251,7 @@ async def test_queues_without_figures_wait_and_the_task_runs_and_closes() -> Non
         assert the_lister.running
     assert not the_lister.running
     await the_lister.close()  # idempotent
-    assert all(queues == [Q] for queues, _, _ in listings.seen)  # Q2: no figures yet
+    assert all(queues == [Q] for queues, _ in listings.seen)  # Q2: no figures yet
 
 
 @pytest.mark.parametrize("outcome", [Outcome.ACCESS_DENIED, Outcome.TIMEOUT])
@@ -288,6 +261,6 @@ async def test_a_round_that_fails_backs_off_and_lists_again(outcome: Outcome) ->
     listings = Listings()
     async with lister(search, listings) as the_lister:
         async with asyncio.timeout(WAIT):
-            while not listings.seen or listings.seen[-1][2] is None:
+            while not listings.seen:
                 await asyncio.sleep(0.01)
         assert the_lister.status()["calls"][outcome.value] == 1
