@@ -466,7 +466,9 @@ async def measure(
         "events_forwarded": relay.forwarded,
         "event_delivery": stats.get("contactEvents"),
         "events_refused": relay.refused,
-        "reads_by_purpose": status.get("polling", {}).get("budget", {}).get("readsByPurpose"),
+        "reads_by_purpose": status.get("budget", {}).get("readsByPurpose"),
+        "describes": status.get("budget", {}).get("describes"),
+        "book": status.get("queues"),
         "series": tally.series,
     }
 

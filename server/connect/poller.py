@@ -463,6 +463,7 @@ class ContactPoller(AsyncCloseable):
     def _ranker(self, now: float) -> Callable[[str], tuple[Purpose, float]]:
         """Each contact's purpose and score for this one decision (positions computed once)."""
         positions: dict[str, dict[str, int]] = {}
+        completions = self._completions()
 
         def rank(contact: str) -> tuple[Purpose, float]:
             member = self.book.member(contact)
@@ -473,7 +474,7 @@ class ContactPoller(AsyncCloseable):
             last = self._started_at.get(contact, now)
             if member is None:
                 if state is None or state.last_fresh is None:
-                    return Purpose.FIRST_READ, weight
+                    return Purpose.FIRST_READ, weight + _completion(state, completions)
                 position = state.published_position or 1
                 last = state.last_fresh
             else:
@@ -586,6 +587,7 @@ class ContactPoller(AsyncCloseable):
             # budget allows, so that its first event already names queue and line.
             if (
                 contact not in self.book
+                and state.queue is None  # with its queue known, the read places it alone
                 and self._wants_describe(contact)
                 and not await self.describe_budget.take(self._clock())
             ):
@@ -606,17 +608,32 @@ class ContactPoller(AsyncCloseable):
         member = self.book.member(contact)
         return member is None or not member.priority_known
 
-    def _describe_rank(self, contact: str) -> tuple[bool, bool, float]:
+    def _describe_rank(
+        self, contact: str, completions: Mapping[str, float]
+    ) -> tuple[bool, bool, float, float]:
         """A contact nothing has placed yet first (its subscriber sees nothing until then:
-        each call should place someone new while anyone waits unplaced), then a member placed
-        by a read alone (its place in routing order is borrowed from its neighbours), then
-        the newest."""
+        each call should place someone new while anyone waits unplaced), in the queue closest
+        to being known whole; then a member placed by a read alone (its place in routing
+        order is borrowed from its neighbours); then the newest."""
         member = self.book.member(contact)
         return (
             member is None,
             member is not None and member.placed_by == "read",
+            _completion(self.contacts.get(contact), completions),
             self._started_at.get(contact, 0.0),
         )
+
+    def _completions(self) -> dict[str, float]:
+        """How close each queue is to having every waiting caller placed, in [0, 1): a queue
+        whose every caller is placed shows every position exactly (no caller queuecast does
+        not know can wait anywhere in it), so placing one queue whole before the next shows
+        more right positions sooner than placing callers in any order."""
+        out: dict[str, float] = {}
+        for queue, line in self.book.lines.items():
+            if line.waiting is not None:
+                missing = max(0, line.waiting - self.book.known(queue))
+                out[queue] = 1.0 / (2.0 + missing)
+        return out
 
     async def _describe_loop(self) -> None:
         """Place contacts exactly (routing priority, enqueue time, age adjustment) within
@@ -632,7 +649,8 @@ class ContactPoller(AsyncCloseable):
             if wait:
                 await asyncio.sleep(min(wait, _SWEEP_EVERY))
                 continue
-            contact = max(candidates, key=self._describe_rank)
+            completions = self._completions()
+            contact = max(candidates, key=lambda c: self._describe_rank(c, completions))
             await self._describe(self.contacts[contact])
 
     def apply_queue_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:
@@ -838,6 +856,12 @@ class ContactPoller(AsyncCloseable):
         if self.access_denied is not None:
             log.info("Amazon Connect access restored")
             self.access_denied = None
+
+
+def _completion(state: ContactState | None, completions: Mapping[str, float]) -> float:
+    if state is None or state.queue is None:
+        return 0.0
+    return completions.get(state.queue, 0.0)
 
 
 def _reason_text(reason: EndReason) -> str:

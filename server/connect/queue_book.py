@@ -100,6 +100,7 @@ class Line:
     # of a member whose position changed since its read is this times its position.
     seconds_per_position: float | None = None
     waiting: int | None = None  # contacts in queue, from the latest queue-level read
+    oldest_at: float | None = None  # our wall time the oldest waiting was enqueued (same read)
 
     def __iter__(self) -> Iterator[Member]:
         return (self.members[key] for key in self.keys)
@@ -410,6 +411,7 @@ class QueueBook:
         if line is None:
             return ()
         line.waiting = waiting
+        line.oldest_at = at - oldest_age if waiting > 0 else None
         suspects: list[str] = []
         offset = self._clock.offset()
         front = next((m for m in line if not m.suspect), None)
@@ -549,9 +551,28 @@ class QueueBook:
     def _place_by_position(
         self, contact: str, instance: str, queue: str, position: int, at: float
     ) -> Member:
-        """Insert a member at the place that gives it `position`, borrowing its neighbours'
-        routing keys (it has none of its own yet)."""
+        """Insert a member at the place that gives it `position`. Its routing key (it has none
+        of its own yet) is the estimated enqueue time when the members ahead of that fit the
+        position, else borrowed from the neighbours that give it the position."""
         line = self.lines.get(queue)
+        guess = self._estimated_enqueue(line, position, at)
+        if line is not None and guess is not None:
+            key = (DEFAULT_PRIORITY, guess, contact)
+            i = bisect.bisect_left(line.keys, key)
+            counted = sum(
+                m.unknown_before + (0 if m.suspect else 1)
+                for m in (line.members[k] for k in line.keys[:i])
+            )
+            if counted <= position - 1:
+                following = line.members[line.keys[i]] if i < len(line.keys) else None
+                return self._insert_read(
+                    contact,
+                    instance,
+                    queue,
+                    key,
+                    unknown_before=position - 1 - counted,
+                    after=following,
+                )
         ahead = 0
         before: Member | None = None
         after: Member | None = None
@@ -565,7 +586,21 @@ class QueueBook:
                 ahead += counted
                 before = candidate
             unknown_before = max(0, position - 1 - ahead)
-        key = _key_between(before, after, contact, at)
+        key = _key_between(before, after, contact, at if guess is None else guess)
+        return self._insert_read(
+            contact, instance, queue, key, unknown_before=unknown_before, after=after
+        )
+
+    def _insert_read(
+        self,
+        contact: str,
+        instance: str,
+        queue: str,
+        key: tuple[int, float, str],
+        *,
+        unknown_before: int,
+        after: Member | None,
+    ) -> Member:
         member = Member(
             contact=contact,
             instance=instance,
@@ -580,6 +615,19 @@ class QueueBook:
             after.unknown_before = max(0, after.unknown_before - unknown_before - 1)
         self._put(member)
         return member
+
+    def _estimated_enqueue(self, line: Line | None, position: int, at: float) -> float | None:
+        """Connect's enqueue time of a contact read at `position`, when nothing else tells
+        it: callers arrive about evenly, so the p-th of N waiting was enqueued about (p-1)/N
+        of the way from the oldest to now. A routing key that is only a guess, but one that
+        orders it about right among the members DescribeContact places later (the time of
+        the read itself would put it behind all of them)."""
+        if line is None or line.oldest_at is None or not line.waiting:
+            return None
+        oldest = line.oldest_at - (self._clock.offset() or 0.0)
+        now = at - (self._clock.offset() or 0.0)
+        share = min(1.0, (position - 1) / max(line.waiting, position))
+        return oldest + share * max(0.0, now - oldest)
 
     def _move_ahead(self, line: Line, reader: Member, extra: int) -> None:
         """`extra` more contacts are ahead of `reader` than the book counts. Unknown contacts
@@ -661,13 +709,17 @@ def _may_have_jumped(member: Member) -> bool:
 
 
 def _key_between(
-    before: Member | None, after: Member | None, contact: str, at: float
+    before: Member | None, after: Member | None, contact: str, guess: float
 ) -> tuple[int, float, str]:
+    """A routing key between two neighbours, as near `guess` (a routing time) as they allow."""
     if before is None and after is None:
-        return (DEFAULT_PRIORITY, at, contact)
+        return (DEFAULT_PRIORITY, guess, contact)
     if before is None:
         assert after is not None
-        return (after.key[0], after.key[1] - 1e-3, contact)
+        return (after.key[0], min(guess, after.key[1] - 1e-3), contact)
     if after is None or after.key[0] != before.key[0]:
-        return (before.key[0], before.key[1] + 1e-3, contact)
-    return (before.key[0], (before.key[1] + after.key[1]) / 2, contact)
+        return (before.key[0], max(guess, before.key[1] + 1e-3), contact)
+    low, high = before.key[1], after.key[1]
+    if low < guess < high:
+        return (before.key[0], guess, contact)
+    return (before.key[0], (low + high) / 2, contact)

@@ -4,10 +4,11 @@ Polling each contact in turn cannot keep positions right under Amazon Connect's 
 contacts at 2 requests/s is one read each every 100 s, while every dequeue moves everyone
 behind). Reads are therefore spent where they buy the most correctness, by purpose:
 
-1. `confirm`: a contact the queue book presumes gone (a read behind it said so): one read
-   settles it, and until then everyone behind it may be off by one.
-2. `first_read`: a new contact nothing has placed yet (no event, no DescribeContact, no read):
+1. `first_read`: a new contact nothing has placed yet (no event, no DescribeContact, no read):
    its subscriber sees nothing until it is read.
+2. `confirm`: a contact the queue book presumes gone (a count or a read behind it said so):
+   one read settles it. The book already leaves it out of everyone's count, so only its own
+   subscriber waits for this read; one who sees nothing at all waits first.
 3. `probe`: everything else, scored by how much a read could correct. A read of a contact
    checks the count of everyone ahead of it, so a contact far back whose last read is old
    scores highest; the wait estimate is refreshed on the way.
@@ -29,8 +30,8 @@ from enum import IntEnum
 class Purpose(IntEnum):
     """Why a contact is read; lower goes first."""
 
-    CONFIRM = 0
-    FIRST_READ = 1
+    FIRST_READ = 0
+    CONFIRM = 1
     PROBE = 2
 
     @property

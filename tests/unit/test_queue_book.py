@@ -245,3 +245,25 @@ def test_a_static_queue_is_exact_once_every_known_member_was_read(history) -> No
         clock += 0.1
         book.read(contact, INST, Q, truth[contact], None, at=clock, now=clock)
     assert book.positions(Q) == {c: truth[c] for c in known}
+
+
+def test_a_read_alone_is_ordered_by_its_estimated_enqueue_time() -> None:
+    """A contact placed by a read has no enqueue time of its own; its routing key is the
+    estimate from its position (callers arrive about evenly between the oldest and now), so
+    that contacts DescribeContact places later land on the right side of it, and its
+    position stays the one it read."""
+    book = QueueBook()
+    book.queued("front", INST, Q, at=1000.0)
+    book.figures(Q, waiting=10, oldest_age=100.0, at=1100.0, now=1.0)  # oldest at 1000
+    book.read("x", INST, Q, position=6, ewt=None, at=1100.0, now=2.0)
+    x = book.member("x")
+    assert x is not None and 1045.0 <= x.key[1] <= 1055.0  # half way: 5 of 10 ahead
+    assert book.position("x") == 6
+    book.described(
+        "early", INST, Q, enqueued_at=1020.0, priority=None, age_adjustment=0.0, at=1101.0
+    )
+    book.described(
+        "late", INST, Q, enqueued_at=1090.0, priority=None, age_adjustment=0.0, at=1101.0
+    )
+    positions = book.positions(Q)
+    assert positions["early"] < positions["x"] == 6 < positions["late"]
