@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import itertools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from server.backoff import Backoff
@@ -36,6 +37,11 @@ DEDUP_TTL_S = 24 * 3600.0  # EventBridge retries a delivery for up to 24 h
 MAX_ENTRIES = 100_000  # the log's bound: ~3 h at 10 events/s
 REPLAY_S = 3600.0  # what a new follower reads first: contacts waiting up to an hour
 READ_COUNT = 500  # entries per read
+# After a read that found fewer entries than it could take, wait this long before the next: an
+# API destination delivers a burst as many one-event requests, and reading (and so applying) each
+# event on its own makes the queue model redo its work per event. A lone event is not delayed
+# (the blocking read returns as it comes); in a burst an event waits at most this long.
+GATHER_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +135,32 @@ class MemoryContactEventLog(ContactEventLog):
                     await self._appended.wait_for(lambda: self._next - 1 > after)
             except TimeoutError:
                 return LogRead(cursor, [])
-        taken = [(seq, event) for seq, _, event in self._entries if seq > after][:count]
+        taken = self._entries_after(after, count)
         if not taken:
             return LogRead(cursor, [])
-        return LogRead(str(taken[-1][0]), [event for _, event in taken])
+        return LogRead(str(taken[-1][0]), [event for _, _, event in taken])
+
+    def _entries_after(
+        self, after: int, count: int
+    ) -> list[tuple[int, float, ConnectContactEvent]]:
+        """Up to `count` entries with a sequence number above `after`.
+
+        Sequence numbers are consecutive in the deque, so the first one wanted is at a known
+        index; it is reached from the nearer end. A follower reads at the tail, so a read costs
+        what it returns, not the whole log (which holds up to `max_entries`: scanning it for
+        every event of a burst made taking the burst quadratic).
+        """
+        if not self._entries:
+            return []
+        start = max(0, after + 1 - self._entries[0][0])
+        unread = len(self._entries) - start
+        if unread <= 0:
+            return []
+        if start < unread:
+            return list(itertools.islice(self._entries, start, start + count))
+        tail = list(itertools.islice(reversed(self._entries), unread))
+        tail.reverse()
+        return tail[:count]
 
 
 class ContactEventFollower:
@@ -158,8 +186,12 @@ class ContactEventFollower:
         count: int = READ_COUNT,
         backoff: Backoff | None = None,
         remember: int = 20_000,
+        gather_s: float = GATHER_S,
+        gather: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._log = event_log
+        self._gather_s = gather_s
+        self._gather = gather  # how it waits for the rest of a burst (tests step it)
         self._replay_s = replay_s
         self._block_s = block_s
         self._count = count
@@ -194,6 +226,8 @@ class ContactEventFollower:
             if fresh:
                 self.read += len(fresh)
                 yield fresh
+            if result.events and len(result.events) < self._count and self._gather_s > 0:
+                await self._gather(self._gather_s)  # let the rest of a burst come (GATHER_S)
 
     def _first_time(self, event_id: str) -> bool:
         if event_id in self._recent:
