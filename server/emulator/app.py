@@ -77,6 +77,7 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> Starlette:
                     api_key=config.events_key,
                     timeout_s=config.events_timeout_s,
                     max_pending=config.events_queue_size,
+                    concurrency=config.events_concurrency,
                 )
                 await stack.enter_async_context(poster)
                 emulator.event_sink = poster.offer

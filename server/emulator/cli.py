@@ -116,6 +116,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=0.0,
         help="probability an event is sent twice (each copy its own delay)",
     )
+    add(
+        "--events-concurrency",
+        type=int,
+        default=32,
+        help="event requests in flight at once (an API destination sends in parallel)",
+    )
+    add(
+        "--events-queue-size",
+        type=int,
+        default=20_000,
+        help="event copies waiting to be sent at the most; beyond, the oldest is dropped",
+    )
     add("--region", default="us-east-1")
     add("--account-id", default="123456789012")
     parser.set_defaults(func=run_simulate)
@@ -178,6 +190,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             loss=args.events_loss,
             duplication=args.events_duplication,
         ),
+        events_concurrency=args.events_concurrency,
+        events_queue_size=args.events_queue_size,
         region=args.region,
         account_id=args.account_id,
     )

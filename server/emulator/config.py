@@ -59,7 +59,12 @@ class EmulatorConfig:
     events_key: str | None = None  # sent as X-Queuecast-Events-Key, as an API destination does
     event_delivery: DeliverySettings = field(default_factory=DeliverySettings)
     events_timeout_s: float = 5.0  # EventBridge waits 5 s for an API destination's answer
-    events_queue_size: int = 1000
+    # EventBridge does not drop what it cannot deliver yet (it retries for 24 h): the bound only
+    # keeps memory finite (a copy is under 1 KB). At 1,000, a backlog of 2,000 waiting contacts
+    # (4,000 events) lost its oldest events, the front of every line.
+    events_queue_size: int = 20_000
+    # An API destination sends in parallel, up to its invocation rate (300/s by default).
+    events_concurrency: int = 32
     region: str = "us-east-1"
     account_id: str = "123456789012"
     tick_s: float = 0.05
@@ -86,6 +91,8 @@ class EmulatorConfig:
             raise ValueError("search_lag_s must be a finite number >= 0")
         if self.describe_rps <= 0 or self.describe_burst < 1:
             raise ValueError("describe_rps must be > 0 and describe_burst >= 1")
+        if self.events_concurrency < 1 or self.events_queue_size < 1:
+            raise ValueError("events_concurrency and events_queue_size must be >= 1")
         unknown = set(self.operation_quotas) - set(DEFAULT_OPERATION_QUOTAS)
         if unknown:
             raise ValueError(f"no quota for operations {', '.join(sorted(unknown))}")

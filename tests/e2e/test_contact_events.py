@@ -46,7 +46,9 @@ async def delivery(emulator: EmulatorHandle) -> dict[str, Any]:
 
 
 async def once(
-    read: Callable[[], Awaitable[dict[str, Any]]], condition: Callable[[dict[str, Any]], bool]
+    read: Callable[[], Awaitable[dict[str, Any]]],
+    condition: Callable[[dict[str, Any]], bool],
+    timeout: float = WAIT,
 ) -> dict[str, Any]:
     """What `read` returns once `condition` holds for it (polled)."""
 
@@ -54,7 +56,7 @@ async def once(
         value = await read()
         return value if condition(value) else None
 
-    return await until(check)  # type: ignore[no-any-return]
+    return await until(check, timeout)  # type: ignore[no-any-return]
 
 
 @contextlib.asynccontextmanager
@@ -155,3 +157,24 @@ async def test_503_while_redis_is_down_then_the_same_event_is_taken(redis_server
         stats = await once(lambda: delivery(emulator), lambda s: s["sent"] >= 2)
         assert stats["sent"] == 2 and stats["failed"] == 0
         assert (await service.status())["events"]["QUEUED"] == 2
+
+
+async def test_a_backlog_beyond_a_thousand_events_arrives_whole_and_is_applied() -> None:
+    """A busy center's backlog as one burst: 600 contacts, 1,200 events (INITIATED and QUEUED),
+    all pending at once (each waits 8 s) and then sent in parallel, as an API destination does.
+    The emulator used to hold 1,000 copies and drop the oldest beyond; now every event is sent,
+    taken once and applied (the in-process log: its reads cost what they return)."""
+    contacts = 600
+    async with emulator_posting_to_service(None, "--events-delay", "8") as (emulator, service):
+        for _ in range(contacts // 50):
+            await asyncio.gather(*(emulator.create_contact("sales") for _ in range(50)))
+        status = await once(
+            lambda: contact_events(service), lambda s: s["applied"] >= 2 * contacts, 4 * WAIT
+        )
+        assert status["accepted"] == 2 * contacts and status["duplicates"] == 0
+        assert status["failed"] == 0 and status["unavailableRequests"] == 0
+        stats = await delivery(emulator)
+        assert stats["dropped"] == 0 and stats["failed"] == 0 and stats["rejected"] == 0
+        assert stats["sent"] == 2 * contacts
+        applied = (await service.status())["events"]
+        assert applied["QUEUED"] == contacts

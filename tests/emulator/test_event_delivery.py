@@ -91,7 +91,18 @@ def test_cli_flags(monkeypatch) -> None:
     fixed = config_from_args(parser.parse_args(["simulate", "--events-delay", "1"]))
     assert fixed.event_delivery.min_delay == fixed.event_delivery.max_delay == 1.0
     assert fixed.events_key == "from-the-environment-0123"
-    for bad in (["--events-delay", "2:1"], ["--events-loss", "2"], ["--events-delay", "x"]):
+    # An API destination sends in parallel, and keeps what it cannot send yet.
+    assert (fixed.events_concurrency, fixed.events_queue_size) == (32, 20_000)
+    sized = ["simulate", "--events-concurrency", "4", "--events-queue-size", "50"]
+    config = config_from_args(parser.parse_args(sized))
+    assert (config.events_concurrency, config.events_queue_size) == (4, 50)
+    for bad in (
+        ["--events-delay", "2:1"],
+        ["--events-loss", "2"],
+        ["--events-delay", "x"],
+        ["--events-concurrency", "0"],
+        ["--events-queue-size", "0"],
+    ):
         with pytest.raises(ValueError):
             config_from_args(parser.parse_args(["simulate", *bad]))
 
