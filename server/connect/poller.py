@@ -823,7 +823,7 @@ class ContactPoller(AsyncCloseable):
                 self._publisher.end_later(state, _ENDING[outcome], not_before=now + END_GRACE)
                 self._dirty.set()
             else:
-                await self._publisher.end(state, _ENDING[outcome])
+                await self._publisher.end(state, await self._end_reason(state, outcome))
         elif outcome is Outcome.THROTTLED:
             await self.budget.throttled(now)
             self.throttles += 1
@@ -839,6 +839,25 @@ class ContactPoller(AsyncCloseable):
                 extra={"outcome": outcome.value, "detail": result.detail, "retry_in": delay},
             )
             self.scheduler.done(contact, now, retry_in=delay)
+
+    async def _end_reason(self, state: ContactState, outcome: Outcome) -> str:
+        """Why a contact a poll saw leave left: no contact events say, so DescribeContact
+        (connected to an agent, or disconnected) when its budget has a call to spare now;
+        else only that it left the queue."""
+        reason = _ENDING[outcome]
+        if outcome is not Outcome.LEFT or await self.describe_budget.take(self._clock()):
+            return reason
+        self.describes += 1
+        result = await self._connect.describe_contact(state.instance, state.contact)
+        if result.outcome is Outcome.THROTTLED:
+            await self.describe_budget.throttled(self._clock())
+        if result.outcome is not Outcome.OK:
+            return reason
+        if result.connected is not None:
+            return REASON_CONNECTED
+        if result.disconnected is not None:
+            return REASON_DISCONNECTED
+        return reason
 
     async def _ended(self, contact: str) -> None:
         with contextlib.suppress(BusUnavailable):

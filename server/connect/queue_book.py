@@ -46,6 +46,7 @@ SERVICE_WINDOW = 300.0  # seconds of departures that make a queue's service rate
 MIN_DEPARTURES = 3  # below this many in the window there is no rate to speak of
 MAX_ENDED = 100_000  # ended contacts remembered (oldest forgotten first)
 CLOCK_TOLERANCE = 1.0  # seconds of disagreement between Connect's clock and ours
+GUESS_WINDOW = 30.0  # seconds an end may precede the count drop it explains (late news)
 
 Placement = Literal["event", "search", "describe", "read"]
 EndReason = Literal["connected", "disconnected", "left_queue"]
@@ -270,6 +271,13 @@ class QueueBook:
         member = self._where.get(contact)
         routing_time = enqueued_at if enqueued_at is not None else at
         if member is not None:
+            if member.queue == queue and member.placed_by == "describe":
+                # DescribeContact placed it before its QUEUED arrived: the events know it now,
+                # so it is shown like every contact they placed (its key stays: it has the
+                # priority, which events do not carry).
+                member.placed_by = "event"
+                member.learnt_at = max(member.learnt_at, at)
+                return {queue}
             if member.learnt_at > at or member.queue == queue:
                 return set()  # older news, or a duplicate
             changed = self._take_out(member)  # transferred to another queue
@@ -305,6 +313,16 @@ class QueueBook:
         line = self.lines[member.queue]
         if reason != "disconnected" and not member.suspect:
             line.departures.append(at)  # connected (or, from a poll, most likely so)
+        if not member.suspect:
+            # A count that dropped was put down to the front-most member (a guess); this end
+            # is the departure it saw, so the guess was wrong: the back-most guess goes.
+            guessed = [
+                m
+                for m in line
+                if m.guessed_gone_at is not None and m.guessed_gone_at >= at - GUESS_WINDOW
+            ]
+            if guessed:
+                guessed[-1].suspect, guessed[-1].guessed_gone_at = False, None
         return self._take_out(member)
 
     def described(

@@ -71,8 +71,8 @@ async def test_wallboard_shows_connect_names_and_figures_of_the_emulator(page, e
 
     # It is answered: Connect counts two, and the row says how it left before it goes.
     await emulator.connect(contacts[0])
-    await eventually(lambda: _attribute(row, "data-ended", "left_queue"))
-    assert (await row.locator(".outcome").inner_text()).strip() == "Left queue"
+    await eventually(lambda: _attribute(row, "data-ended", "connected_to_agent"))
+    assert (await row.locator(".outcome").inner_text()).strip() == "Answered"
     await eventually(lambda: _equals(stat(page, sales, "waiting"), "2"))
 
 

@@ -72,7 +72,7 @@ async def test_widget_shows_the_true_position_and_wait_follows_the_queue_and_end
     await widget.wait_for("s => s.status === 'ended'")
     state = await widget.state()
     assert state["outcome"] == "connecting"
-    assert state["reason"] == "left_queue"
+    assert state["reason"] == "connected_to_agent"
     assert state["connection"] == "closed"
     assert await widget.text("final-title") == "Connecting you to an agent"
     await shoot_widths(page, "ended")

@@ -56,7 +56,8 @@ async def test_subscribe_update_end_then_no_more_polls(emulator, bus_url):
         while ended["type"] == "update":
             ended = await ws.next()
         assert ended["type"] == "ended"
-        assert ended["reason"] == "left_queue"
+        # No contact events: the DescribeContact that follows the poll says why it left.
+        assert ended["reason"] == "connected_to_agent"
         assert ended["position"] is None
 
         polls = await polls_of(emulator, mine)

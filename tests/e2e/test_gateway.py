@@ -99,7 +99,7 @@ async def test_redis_killed_and_restarted_mid_stream(emulator, redis_server):
             # and the stream goes on after the outage
             await emulator.connect(mine)
             ended = await ws.next_matching(lambda m: m["type"] == "ended")
-            assert ended["reason"] == "left_queue"
+            assert ended["reason"] == "connected_to_agent"
 
 
 async def test_slow_reader_is_closed_and_others_unaffected(emulator, redis_server):

@@ -63,7 +63,7 @@ async def test_flow_on_a_cluster_with_two_replicas(emulator, redis_cluster):
         # The queue-level read may first move `mine` up (the head leaving is likelier than a
         # contact leaving from the middle); its own poll ends it.
         ended = await by_contact.next_matching(lambda m: m["type"] != "update")
-        assert (ended["type"], ended["reason"]) == ("ended", "left_queue")
+        assert (ended["type"], ended["reason"]) == ("ended", "connected_to_agent")
         assert await by_queue.next_matching(lambda m: m["type"] == "ended") == ended
 
         polls = await polls_of(emulator, mine)

@@ -137,7 +137,7 @@ async def test_sigkilled_replica_is_taken_over_within_two_ttls(emulator, redis_s
                 ended = await client.next_matching(
                     lambda m: m.get("contact") == contacts[0] and m["type"] == "ended"
                 )
-                assert ended["reason"] == "left_queue"
+                assert ended["reason"] == "connected_to_agent"
             # A client of the dead replica reconnects elsewhere: current state, seq not lower.
             async with ws_client(services[1].ws_url) as moved:
                 for contact in contacts[1:]:

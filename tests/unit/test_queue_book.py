@@ -267,3 +267,17 @@ def test_a_read_alone_is_ordered_by_its_estimated_enqueue_time() -> None:
     )
     positions = book.positions(Q)
     assert positions["early"] < positions["x"] == 6 < positions["late"]
+
+
+def test_a_queued_event_after_describe_keeps_the_priority_and_counts_as_evented() -> None:
+    """DescribeContact placed a priority contact before its QUEUED arrived: the event does
+    not move it (events carry no priority), and from now on it is an evented member (shown
+    like the rest, not held back as a describe-only guess)."""
+    book = book_with("a", "b")
+    book.described("vip", INST, Q, enqueued_at=105.0, priority=1, age_adjustment=0.0, at=106.0)
+    assert book.positions(Q) == {"vip": 1, "a": 2, "b": 3}
+    assert book.queued("vip", INST, Q, at=105.0) == {Q}
+    assert book.positions(Q) == {"vip": 1, "a": 2, "b": 3}
+    member = book.member("vip")
+    assert member is not None and member.placed_by == "event" and member.priority_known
+    assert book.queued("vip", INST, Q, at=105.0) == set()  # a duplicate now

@@ -108,7 +108,19 @@ def test_a_member_a_count_guessed_gone_is_cleared_by_a_later_listing_showing_it(
     assert book.positions(Q) == {"b": 1, "c": 2}
     book.listed(Q, INST, [("a", 100.0)], seen_at=201.0)
     assert book.positions(Q) == {"a": 1, "b": 2, "c": 3}
-    book.left("b", at=150.0, reason="disconnected")  # the listing's end of "b"
+    book.left("b", at=199.0, reason="disconnected")  # the listing's end of "b"
+    assert book.positions(Q) == {"a": 1, "c": 2}
+
+
+def test_an_end_of_someone_else_clears_the_counts_guess() -> None:
+    """Voice contacts are not listed: the end of "b" (an event, or a listing of ends) is
+    what clears the guess that "a" had left."""
+    book = QueueBook()
+    for i, contact in enumerate("abc"):
+        book.queued(contact, INST, Q, at=100.0 + i)
+    book.figures(Q, waiting=2, oldest_age=0.0, at=200.0, now=1.0)  # "b" left, "a" guessed
+    assert book.positions(Q) == {"b": 1, "c": 2}
+    book.left("b", at=199.0, reason="disconnected")
     assert book.positions(Q) == {"a": 1, "c": 2}
 
 
