@@ -44,6 +44,12 @@ class Budget(abc.ABC):
     def rate(self, now: float) -> float:
         """The rate allowed now (below the configured one after throttling)."""
 
+    def not_before(self, now: float) -> float:
+        """Seconds until a `take` could succeed, without taking: 0.0 when it may, or when
+        only asking would tell (a shared budget). Lets a caller skip costly work (ranking
+        every contact) that a refusal would waste."""
+        return 0.0
+
     @property
     def shared(self) -> bool:
         return False
@@ -71,6 +77,10 @@ class LocalBudget(Budget):
             return wait
         self._bucket.try_take(now)
         return 0.0
+
+    def not_before(self, now: float) -> float:
+        self._recover(now)
+        return self._bucket.wait_time(now)
 
     async def throttled(self, now: float) -> None:
         self.throttle_now(now)

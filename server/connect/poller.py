@@ -439,7 +439,12 @@ class ContactPoller(AsyncCloseable):
                     next_sweep = now + _SWEEP_EVERY
                 await in_flight.acquire()
                 now = self._clock()
-                key, wait = self.scheduler.next_due(now, self._ranker(now))
+                # Ranking looks at every contact: not while the budget would refuse anyway
+                # (a burst of contact events wakes this loop once per event).
+                wait = self.budget.not_before(now)
+                key = None
+                if not wait:
+                    key, wait = self.scheduler.next_due(now, self._ranker(now))
                 purpose = Purpose.PROBE
                 if key is not None:
                     purpose = self._ranker(now)(key)[0]

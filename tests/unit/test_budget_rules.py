@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.connect.budget import LocalBudget
 from server.connect.budget_rules import (
     FLOOR_FRACTION,
     RECOVERY_SECONDS,
@@ -32,3 +33,12 @@ def test_the_climb_back_is_linear_from_half_to_all_in_the_recovery_time() -> Non
     assert recovered_rate(4.0, 8.0, 3 * RECOVERY_SECONDS) == 8.0  # never above the configured
     assert recovered_rate(0.5, 8.0, 1.0, recovery=2.0) == 2.5
     assert recovered_rate(4.0, 8.0, -1.0) == 4.0  # a clock that went back climbs nothing
+
+
+async def test_not_before_says_when_a_take_could_succeed_without_taking() -> None:
+    budget = LocalBudget(2.0, 2, 0.0)  # usable burst: 1
+    assert budget.not_before(0.0) == 0.0
+    assert budget.not_before(0.0) == 0.0  # asking took nothing
+    assert await budget.take(0.0) == 0.0
+    assert budget.not_before(0.0) == pytest.approx(0.5)
+    assert budget.not_before(0.5) == 0.0
