@@ -32,6 +32,12 @@ the wait estimate's error p50/p95, time from a QUEUED event's arrival to the fir
 shown p50/p95, calls and throttles per Connect API (`/_sim/stats`), and the floor (events).
 Loopback only; every run bounded by `--duration`; stops by itself.
 
+`--start cold` (the default) is a restart: queuecast meets the whole backlog at once, and
+without events every waiting contact costs one call before it can be shown (2,000 contacts:
+500 s at 2 + 2 requests/s). `--start placed` is the steady state: time stands still until
+every watched contact has been shown (queuecast saw them arrive; `placed_after_s` says how
+long that took), then the run goes on as usual.
+
     .venv/bin/pip install -c constraints.txt -e '.[bench]'     # matplotlib, once
     .venv/bin/python bench/freshness.py --sizes 20,200,2000 --duration 60
 """
@@ -371,6 +377,17 @@ async def measure(
                     task.add_done_callback(opening.discard)
         return truth
 
+    placed_after: float | None = None
+    if args.start == "placed":
+        # The steady state: queuecast was running while these callers arrived, so each was
+        # placed on arrival. Time stands still until every watched contact is shown.
+        discover((await http.get("/_sim/state")).json()["instances"][0]["queues"])
+        began = time.monotonic()
+        while time.monotonic() - began < args.place_limit:
+            if tally.watched and all(w.shown is not None for w in tally.watched.values()):
+                placed_after = round(time.monotonic() - began, 1)
+                break
+            await asyncio.sleep(0.5)
     arrivals = {q: ARRIVALS_PER_MINUTE for q in QUEUES}
     await http.put("/_sim/config", json={"paused": False, "arrivals": arrivals})
     warm_end = time.monotonic() + args.warmup
@@ -470,6 +487,8 @@ async def measure(
         "events_forwarded": relay.forwarded,
         "event_delivery": stats.get("contactEvents"),
         "event_delivery_warmup": warmup_delivery,
+        "start": args.start,
+        "placed_after_s": placed_after,
         "events_refused": relay.refused,
         "reads_by_purpose": status.get("budget", {}).get("readsByPurpose"),
         "describes": status.get("budget", {}).get("describes"),
@@ -531,6 +550,16 @@ def main() -> int:
     parser.add_argument("--scenarios", default="today,harder")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=20.0, help="unmeasured seconds first")
+    parser.add_argument(
+        "--start",
+        choices=("cold", "placed"),
+        default="cold",
+        help="cold: queuecast meets the whole backlog at once (a restart); placed: time "
+        "stands still until it has shown every watched contact (it saw them arrive)",
+    )
+    parser.add_argument(
+        "--place-limit", type=float, default=900.0, help="seconds --start placed may wait"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plot-contacts", type=int, default=4)
     parser.add_argument("--plot", default=str(ROOT / "docs" / "freshness.png"))
