@@ -15,7 +15,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.parametrize(
     ("leave_mode", "reason"),
-    [("empty", "left_queue"), ("not-found", "not_found"), ("invalid", "left_queue")],
+    # "empty": the metrics answer without the metrics; the DescribeContact that follows says
+    # the caller hung up. "invalid": InvalidRequestException, nothing more is asked.
+    [("empty", "disconnected"), ("not-found", "not_found"), ("invalid", "left_queue")],
 )
 async def test_each_leave_mode_ends_the_contact(emulator, redis_server, leave_mode, reason):
     await emulator.put_config(leaveMode=leave_mode)
