@@ -581,14 +581,17 @@ class QueueBook:
                 m.unknown_before + (0 if m.suspect else 1)
                 for m in (line.members[k] for k in line.keys[:i])
             )
-            if counted <= position - 1:
-                following = line.members[line.keys[i]] if i < len(line.keys) else None
+            following = line.members[line.keys[i]] if i < len(line.keys) else None
+            gap = position - 1 - counted
+            # Only where the gap it lands in holds it and the unknown callers before it (the
+            # next member's read counted them): else the counts would no longer add up.
+            if gap >= 0 and (following is None or following.unknown_before >= gap + 1):
                 return self._insert_read(
                     contact,
                     instance,
                     queue,
                     key,
-                    unknown_before=position - 1 - counted,
+                    unknown_before=gap,
                     after=following,
                 )
         ahead = 0
