@@ -148,7 +148,6 @@ class ContactPoller(AsyncCloseable):
         self.throttles = 0
         self.reads_by_purpose: Counter[str] = Counter()
         self.describes = 0
-        self.listings = 0
         self._oldest: dict[str, float] = {}  # queue -> wall time its oldest was enqueued
         self.figure_reads = 0
         self.events_applied: Counter[str] = Counter()
@@ -700,7 +699,6 @@ class ContactPoller(AsyncCloseable):
                     self.interest.queued(contact, instance, queue)
         if any(waiting.values()):
             self._wanted()
-        self.listings += 1
         self._mark_dirty(changed)
 
     def _listed_end(self, summary: ContactSummary) -> set[str]:
