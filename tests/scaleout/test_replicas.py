@@ -137,7 +137,9 @@ async def test_sigkilled_replica_is_taken_over_within_two_ttls(emulator, redis_s
                 ended = await client.next_matching(
                     lambda m: m.get("contact") == contacts[0] and m["type"] == "ended"
                 )
-                assert ended["reason"] == "connected_to_agent"
+                # Why, when DescribeContact's budget has a call to spare right then (the
+                # survivors just re-placed the dead replica's contacts): else left_queue.
+                assert ended["reason"] in ("connected_to_agent", "left_queue")
             # A client of the dead replica reconnects elsewhere: current state, seq not lower.
             async with ws_client(services[1].ws_url) as moved:
                 for contact in contacts[1:]:
@@ -251,7 +253,9 @@ async def test_redis_restarting_empty_loses_nothing_that_matters(emulator, redis
             for client in clients:
                 fresh: dict[str, dict] = {}
                 async with asyncio.timeout(5.0):
-                    while len(fresh) < len(contacts):
+                    while len(fresh) < len(contacts) or fresh[contacts[0]]["type"] != "ended":
+                        # (contacts[0]'s end may follow a fresh state of it: the poll that
+                        # sees it gone asks DescribeContact why before it is published)
                         message = await client.next()
                         if not message.get("stale"):
                             fresh[message["contact"]] = message
