@@ -35,6 +35,8 @@ from server.browser.gateway import Gateway
 from server.bus import Bus, BusBackend, MemoryBackend
 from server.bus.redis import RedisBackend, RedisClient
 from server.bus.redis_cluster import cluster_client, is_cluster_url
+from server.connect.book_news_exchange import BookNewsExchange, NewsOutbox
+from server.connect.book_news_redis import RedisBookNewsLog
 from server.connect.budget import Budget, LocalBudget, SharedBudget
 from server.connect.client import ConnectClient
 from server.connect.coordination import BudgetName, RedisCoordinator
@@ -277,9 +279,17 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                     max_pool=settings.max_in_flight + 2,
                 )
             )
+            # With Redis, replicas tell each other what their own calls taught their queue
+            # books (server/connect/book_news.py); alone, there is nobody to tell.
+            news_out = None if coordinator is None else NewsOutbox(coordinator.replica_id)
             poller = await stack.enter_async_context(
-                ContactPoller(poller_config(settings), connect, bus, coordinator)
+                ContactPoller(poller_config(settings), connect, bus, coordinator, news_out=news_out)
             )
+            book_news = None
+            if client is not None and news_out is not None:
+                book_news = await stack.enter_async_context(
+                    BookNewsExchange(RedisBookNewsLog(client), news_out, poller.apply_book_news)
+                )
             # Every replica applies every contact event, whichever replica took it.
             event_log: ContactEventLog = (
                 MemoryContactEventLog() if client is None else RedisContactEventLog(client)
@@ -342,6 +352,7 @@ def create_app(settings: Settings, *, backend: BusBackend | None = None) -> Queu
                 listing,
                 ContactEventIngest(event_log, settings.instance_id),
                 feed,
+                book_news,
             )
             stack.push_async_callback(runtime.drain)
             app.state.runtime = runtime

@@ -66,6 +66,12 @@ CONTACT_EVENTS_APPLIED = Counter(
     "Amazon Connect contact events applied to the queue book, by type.",
     ["type"],
 )
+BOOK_NEWS = Counter(
+    "queuecast_book_news_total",
+    "News between replicas' queue books: told (learnt here), applied (learnt elsewhere), "
+    "dropped (outbox full or Redis away), by kind where known.",
+    ["direction", "kind"],
+)
 CONTACT_EVENTS = Counter(
     "queuecast_contact_events_total",
     "POST /v1/events: envelopes accepted, duplicate or ignored; whole requests malformed, "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from server.browser.gateway import Gateway
 from server.bus import Bus
+from server.connect.book_news_exchange import BookNewsExchange
 from server.connect.client import ConnectClient
 from server.connect.event_feed import ContactEventFeed
 from server.connect.event_ingest import ContactEventIngest
@@ -28,10 +29,13 @@ class Runtime:
     listing: QueueLister
     contact_events: ContactEventIngest
     contact_event_feed: ContactEventFeed
+    book_news: BookNewsExchange | None
 
     async def drain(self) -> None:
         """Stop applying contact events and polling, then close every socket with 1001
         (SIGTERM's first step)."""
         await self.contact_event_feed.close()
+        if self.book_news is not None:
+            await self.book_news.close()
         await self.poller.close()
         await self.gateway.drain()

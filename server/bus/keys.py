@@ -127,3 +127,6 @@ EVENT_LOG_KEY = "qc:{cevents}:log"  # the stream
 def event_seen_key(event_id: str) -> str:
     """Set once an event id is in the log, so a retried event is appended once."""
     return f"qc:{{cevents}}:seen:{event_id}"
+
+
+BOOK_NEWS_KEY = "qc:book-news"  # the stream of what each replica learnt by its own calls

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import itertools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from server.backoff import Backoff
 from server.bus import BusUnavailable
 from server.connect.contact_events import ConnectContactEvent
+from server.connect.memory_stream import MemoryStream
 
 log = logging.getLogger("queuecast.events")
 
@@ -85,7 +85,7 @@ class ContactEventLog(abc.ABC):
 
 
 class MemoryContactEventLog(ContactEventLog):
-    """The log of one process (no Redis): a bounded deque, ids remembered for `dedup_ttl`."""
+    """The log of one process (no Redis): a bounded stream, ids remembered for `dedup_ttl`."""
 
     def __init__(
         self,
@@ -94,73 +94,30 @@ class MemoryContactEventLog(ContactEventLog):
         dedup_ttl: float = DEDUP_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: deque[tuple[int, float, ConnectContactEvent]] = deque(maxlen=max_entries)
-        self._next = 1
+        self._stream: MemoryStream[ConnectContactEvent] = MemoryStream(max_entries, clock)
         self._seen: OrderedDict[str, float] = OrderedDict()  # event id -> expiry, oldest first
         self._dedup_ttl = dedup_ttl
         self._clock = clock
-        self._appended = asyncio.Condition()
 
     async def append(self, events: Sequence[ConnectContactEvent]) -> int:
         now = self._clock()
         while self._seen and next(iter(self._seen.values())) <= now:
             self._seen.popitem(last=False)
-        added = 0
+        new: list[ConnectContactEvent] = []
         for event in events:
             if event.event_id in self._seen:
                 continue
             self._seen[event.event_id] = now + self._dedup_ttl
-            self._entries.append((self._next, now, event))
-            self._next += 1
-            added += 1
-        if added:
-            async with self._appended:
-                self._appended.notify_all()
-        return added
+            new.append(event)
+        await self._stream.add(new)
+        return len(new)
 
     async def replay_cursor(self, replay_s: float) -> str:
-        since = self._clock() - replay_s
-        for seq, at, _ in self._entries:
-            if at >= since:
-                return str(seq - 1)
-        return str(self._next - 1)
+        return self._stream.replay_cursor(replay_s)
 
     async def read_after(self, cursor: str, *, block_s: float, count: int) -> LogRead:
-        after = int(cursor)
-        if after >= self._next - 1:
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that
-            # arrives as the wait ends, and the follower's task would then never stop.
-            try:
-                async with asyncio.timeout(block_s), self._appended:
-                    await self._appended.wait_for(lambda: self._next - 1 > after)
-            except TimeoutError:
-                return LogRead(cursor, [])
-        taken = self._entries_after(after, count)
-        if not taken:
-            return LogRead(cursor, [])
-        return LogRead(str(taken[-1][0]), [event for _, _, event in taken])
-
-    def _entries_after(
-        self, after: int, count: int
-    ) -> list[tuple[int, float, ConnectContactEvent]]:
-        """Up to `count` entries with a sequence number above `after`.
-
-        Sequence numbers are consecutive in the deque, so the first one wanted is at a known
-        index; it is reached from the nearer end. A follower reads at the tail, so a read costs
-        what it returns, not the whole log (which holds up to `max_entries`: scanning it for
-        every event of a burst made taking the burst quadratic).
-        """
-        if not self._entries:
-            return []
-        start = max(0, after + 1 - self._entries[0][0])
-        unread = len(self._entries) - start
-        if unread <= 0:
-            return []
-        if start < unread:
-            return list(itertools.islice(self._entries, start, start + count))
-        tail = list(itertools.islice(reversed(self._entries), unread))
-        tail.reverse()
-        return tail[:count]
+        cursor, events = await self._stream.read_after(cursor, block_s=block_s, count=count)
+        return LogRead(cursor, events)
 
 
 class ContactEventFollower:

@@ -9,7 +9,6 @@ ids carry Redis's own clock, so a cursor taken before an outage still orders wha
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,8 +20,7 @@ from server.bus._redis_errors import redis_call
 from server.bus.keys import EVENT_LOG_KEY, event_seen_key
 from server.connect.contact_events import ConnectContactEvent
 from server.connect.event_log import DEDUP_TTL_S, MAX_ENTRIES, ContactEventLog, LogRead
-
-log = logging.getLogger("queuecast.events")
+from server.connect.redis_stream import read_stream
 
 PAYLOAD_FIELD = b"e"
 
@@ -85,17 +83,14 @@ class RedisContactEventLog(ContactEventLog):
         return f"{max(0, int((self._wall() - replay_s) * 1000))}-0"
 
     async def read_after(self, cursor: str, *, block_s: float, count: int) -> LogRead:
-        block_ms = max(1, int(block_s * 1000))
-        reply = await self._call(
-            self._client.xread({EVENT_LOG_KEY: cursor}, count=count, block=block_ms), block_s
+        cursor, events = await read_stream(
+            self._client,
+            EVENT_LOG_KEY,
+            cursor,
+            field=PAYLOAD_FIELD,
+            parse=ConnectContactEvent.from_json,
+            block_s=block_s,
+            count=count,
+            op_timeout=self._op_timeout,
         )
-        events: list[ConnectContactEvent] = []
-        streams = reply.items() if isinstance(reply, dict) else (reply or ())  # RESP3 or 2
-        for _stream, entries in streams:
-            for entry_id, fields in entries:
-                cursor = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                try:
-                    events.append(ConnectContactEvent.from_json(fields[PAYLOAD_FIELD]))
-                except (KeyError, ValueError) as exc:
-                    log.warning("skipped a malformed log entry", extra={"error": str(exc)})
         return LogRead(cursor, events)

@@ -24,6 +24,8 @@ from typing import Any
 from server import metrics
 from server._lifecycle import AsyncCloseable, cancel_and_wait
 from server.bus import Bus, BusUnavailable
+from server.connect.book_news import BookNews, NewsKind
+from server.connect.book_news_exchange import NewsOutbox
 from server.connect.budget import Budget, LocalBudget, SharedBudget
 from server.connect.client import (
     ConnectClient,
@@ -65,6 +67,9 @@ UNREACHABLE_AFTER = 3
 _SWEEP_EVERY = 0.25
 _COMMIT_BATCH = 64  # commits in flight at once when one change moves a whole queue
 END_GRACE = 2.5  # seconds a poll's end waits for the contact event that says why (p95 delay)
+# Another replica's read or queue figures older than this (a backlog after an outage, a replay
+# at start) would move the book back in time: only DescribeContact answers and ends stay true.
+NEWS_MAX_AGE = 5.0
 _END_REASONS: dict[str, tuple[EndReason, str]] = {
     "CONNECTED_TO_AGENT": ("connected", REASON_CONNECTED),
     "DISCONNECTED": ("disconnected", REASON_DISCONNECTED),
@@ -95,6 +100,8 @@ class ContactPoller(AsyncCloseable):
         bus: where changes are committed.
         coordinator: decides which wanted contacts this process polls, and holds the account
             budget when it is shared with other replicas.
+        news_out: where what this replica learns by its own calls goes for the other
+            replicas (`BookNewsExchange`); `None` with one replica.
         clock: monotonic clock (injectable for tests).
         wall: wall clock, for the `at` of events.
     """
@@ -106,6 +113,7 @@ class ContactPoller(AsyncCloseable):
         bus: Bus,
         coordinator: Coordinator | None = None,
         *,
+        news_out: NewsOutbox | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -113,6 +121,8 @@ class ContactPoller(AsyncCloseable):
         self._connect = connect
         self._bus = bus
         self.coordinator = coordinator or LocalCoordinator(bus)
+        self._news_out = news_out
+        self.news_applied: Counter[str] = Counter()
         self._clock = clock
         self._wall = wall
         now = clock()
@@ -660,6 +670,16 @@ class ContactPoller(AsyncCloseable):
     def apply_queue_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:
         """A queue-level read (GetCurrentMetricData, read by the queue figures poller): who
         left (enqueued before the oldest still waiting) and how many wait in all."""
+        self._take_figures(queue, figures, at, now)
+        self._tell(
+            "figures",
+            at,
+            queue=queue,
+            waiting=figures.contacts_in_queue,
+            oldest_age=figures.oldest_contact_age_s,
+        )
+
+    def _take_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:
         suspects = self.book.figures(
             queue, figures.contacts_in_queue, figures.oldest_contact_age_s, at=at, now=now
         )
@@ -712,9 +732,79 @@ class ContactPoller(AsyncCloseable):
         else:
             return set()  # never queued: nothing to say of a line
         changed = self.book.left(summary.contact, at, book_reason)
+        self._tell("left", at, contact=summary.contact, reason=book_reason)
         if summary.contact not in self.book:
             self._end(summary.contact, reason)
         return changed
+
+    # -- news between replicas -------------------------------------------------------------
+
+    def _tell(self, kind: NewsKind, at: float, **fields: Any) -> None:
+        """Give news learnt here to the other replicas (server/connect/book_news.py)."""
+        if self._news_out is not None:
+            self._news_out.put(BookNews(kind, self._news_out.replica, at, **fields))
+
+    def _tell_read(
+        self, state: ContactState, member: Member, position: int, ewt: int | None
+    ) -> None:
+        at = state.last_fresh_wall if state.last_fresh_wall is not None else self._wall()
+        self._tell(
+            "read",
+            at,
+            instance=state.instance,
+            queue=member.queue,
+            contact=state.contact,
+            position=position,
+            ewt=ewt,
+        )
+
+    def apply_book_news(self, news: BookNews) -> None:
+        """Another replica's news, taken as if this replica had made the call: a read corrects
+        the line for everyone here too, an answer of DescribeContact places its contact."""
+        age = max(0.0, self._wall() - news.at)
+        now = self._clock() - age  # when it happened, on this replica's monotonic clock
+        changed: set[str] = set()
+        if news.kind == "described":
+            assert news.contact and news.instance and news.queue  # BookNews.from_json checks
+            assert news.enqueued_at is not None
+            changed = self.book.described(
+                news.contact,
+                news.instance,
+                news.queue,
+                enqueued_at=news.enqueued_at,
+                priority=news.priority,
+                age_adjustment=news.age_adjustment or 0.0,
+                at=news.at,
+            )
+        elif news.kind == "left":
+            assert news.contact and news.reason is not None
+            changed = self.book.left(news.contact, news.at, news.reason)
+        elif age > NEWS_MAX_AGE:
+            self.news_applied["tooOld"] += 1
+            metrics.BOOK_NEWS.labels("too_old", news.kind).inc()
+            return
+        elif news.kind == "read":
+            assert news.contact and news.instance and news.queue and news.position is not None
+            self.book.read(
+                news.contact,
+                news.instance,
+                news.queue,
+                news.position,
+                news.ewt,
+                at=news.at,
+                now=now,
+            )
+            member = self.book.member(news.contact)
+            changed = set() if member is None else {member.queue}
+        elif news.kind == "figures":
+            assert news.queue and news.waiting is not None and news.oldest_age is not None
+            figures = QueueFigures(
+                contacts_in_queue=news.waiting, oldest_contact_age_s=news.oldest_age
+            )
+            self._take_figures(news.queue, figures, news.at, now)
+        self.news_applied[news.kind] += 1
+        metrics.BOOK_NEWS.labels("applied", news.kind).inc()
+        self._mark_dirty(changed)
 
     def queue_oldest(self, queue: str) -> float | None:
         """Wall time the oldest contact waiting in `queue` was enqueued, by the latest queue
@@ -744,6 +834,16 @@ class ContactPoller(AsyncCloseable):
                     age_adjustment=float(result.age_adjustment_s),
                     at=self._wall(),
                 )
+                self._tell(
+                    "described",
+                    self._wall(),
+                    instance=state.instance,
+                    queue=result.queue,
+                    contact=state.contact,
+                    enqueued_at=result.enqueued,
+                    priority=result.priority,
+                    age_adjustment=float(result.age_adjustment_s),
+                )
                 self._replay_unplaced_read(state)
                 self._mark_dirty(changed)
         elif result.outcome is Outcome.THROTTLED:
@@ -770,6 +870,9 @@ class ContactPoller(AsyncCloseable):
             at=state.last_fresh_wall,
             now=state.last_fresh,
         )
+        member = self.book.member(state.contact)
+        if member is not None:
+            self._tell_read(state, member, seen.position, seen.ewt)
 
     async def _handle(self, state: ContactState, result: MetricsResult) -> None:
         now = self._clock()
@@ -803,6 +906,7 @@ class ContactPoller(AsyncCloseable):
                 )
             member = self.book.member(contact)
             if member is not None:
+                self._tell_read(state, member, result.position, result.ewt)
                 self._mark_dirty({member.queue})
                 return
             # Not in any line yet (its queue is unknown): show the read as it is.
@@ -816,7 +920,9 @@ class ContactPoller(AsyncCloseable):
         elif outcome in _ENDING:
             self._clear_access_denied()
             self.scheduler.done(contact, now)
-            self._mark_dirty(self.book.left(contact, self._wall(), "left_queue"))
+            wall = self._wall()
+            self._mark_dirty(self.book.left(contact, wall, "left_queue"))
+            self._tell("left", wall, contact=contact, reason="left_queue")
             self._stop(contact)
             self.interest.forget(contact)
             if self.events_applied and outcome is not Outcome.INVALID_PARAMETER:

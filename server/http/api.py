@@ -142,6 +142,12 @@ async def status(request: Request) -> Response:
                 **runtime.contact_events.status(),
                 **runtime.contact_event_feed.status(),
             },
+            # What the replicas tell each other of their own reads (none with one replica).
+            "bookNews": {
+                "shared": runtime.book_news is not None,
+                **(runtime.book_news.status() if runtime.book_news else {}),
+                "appliedByKind": dict(runtime.poller.news_applied),
+            },
         }
     )
 

@@ -32,6 +32,7 @@ def test_names_are_the_stored_ones() -> None:
     assert keys.queue_listing_key("i-1") == "qc:queue-names:i-1:listing"
     assert keys.EVENT_LOG_KEY == "qc:{cevents}:log"
     assert keys.event_seen_key("e-1") == "qc:{cevents}:seen:e-1"
+    assert keys.BOOK_NEWS_KEY == "qc:book-news"
 
 
 @pytest.mark.parametrize("queue", ["sales", "", "a}b", "队列"])
