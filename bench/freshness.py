@@ -38,6 +38,9 @@ without events every waiting contact costs one call before it can be shown (2,00
 every watched contact has been shown (queuecast saw them arrive; `placed_after_s` says how
 long that took), then the run goes on as usual.
 
+`--replicas N` runs N queuecast processes on one redis-server, sockets, tracks and events spread
+over them in turn, as a round-robin load balancer would: they should be as fresh as one.
+
     .venv/bin/pip install -c constraints.txt -e '.[bench]'     # matplotlib, once
     .venv/bin/python bench/freshness.py --sizes 20,200,2000 --duration 60
 """
@@ -48,10 +51,12 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import secrets
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -68,6 +73,7 @@ from _harness import (
     pin_self,
     print_result,
     raise_nofile,
+    redis_server,
     service_command,
 )
 from _wsload import LoadClient, open_clients
@@ -191,7 +197,8 @@ class EventRelay:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.target: str | None = None
+        self.targets: list[str] = []  # one per replica, taken in turn
+        self._turn = itertools.count()
         self.ideal = IdealConsumer()
         self.forwarded = 0
         self.refused = 0
@@ -203,11 +210,11 @@ class EventRelay:
             envelope = json.loads(body)
             for one in envelope if isinstance(envelope, list) else [envelope]:
                 self.ideal.apply(one, time.monotonic())
-        if self.target is None:
+        if not self.targets:
             return Response(status_code=503, headers={"Retry-After": "1"})
         try:
             answer = await self._http.post(
-                self.target,
+                self.targets[next(self._turn) % len(self.targets)],
                 content=body,
                 headers={"Content-Type": "application/json", EVENTS_KEY_HEADER: self.key},
             )
@@ -297,16 +304,25 @@ async def run_one(size: int, mode: str, scenario: Scenario, args: argparse.Names
         )
         await configure_scenario(http, scenario, mode)
         svc_flags = ["--events-key", key] if mode == "events" else []
-        svc = await stack.enter_async_context(
-            child(
-                "queuecast",
-                service_command(emu.info, *svc_flags),
-                core=args.server_core,
-                ready_prefix="queuecast-serve ready ",
-                env=SERVICE_ENV,
+        if args.replicas > 1:
+            # Replicas behind a load balancer: one redis-server, sockets, tracks and events
+            # spread over them in turn (a round-robin balancer).
+            redis = await stack.enter_async_context(redis_server(args.server_core))
+            svc_flags += ["--redis-url", redis.url]
+        services = [
+            await stack.enter_async_context(
+                child(
+                    "queuecast",
+                    service_command(emu.info, *svc_flags, "--replica-id", f"r{i}"),
+                    core=args.server_core,
+                    ready_prefix="queuecast-serve ready ",
+                    env=SERVICE_ENV,
+                )
             )
-        )
-        relay.target = svc.info["url"] + "/v1/events"
+            for i in range(args.replicas)
+        ]
+        urls = [svc.info["url"] for svc in services]
+        relay.targets = [url + "/v1/events" for url in urls]
         # Fill the queues while time stands still (the service hears of each contact as a
         # real one would: by its events, or not at all); the free agents take the first ones.
 
@@ -320,7 +336,7 @@ async def run_one(size: int, mode: str, scenario: Scenario, args: argparse.Names
 
         for i in range(total):
             await create(i)
-        return await measure(size, mode, scenario, args, http, svc.info["url"], relay)
+        return await measure(size, mode, scenario, args, http, urls, relay)
     raise AssertionError("unreachable")
 
 
@@ -333,10 +349,11 @@ async def measure(
     scenario: Scenario,
     args: argparse.Namespace,
     http: httpx.AsyncClient,
-    service_url: str,
+    service_urls: list[str],
     relay: EventRelay,
 ) -> dict[str, Any]:
-    host, port = service_url.removeprefix("http://").rsplit(":", 1)
+    addresses = [url.removeprefix("http://").rsplit(":", 1) for url in service_urls]
+    turn = itertools.count()
     backend_tracks = mode.endswith("+track")
     instance = (await http.get("/_sim/state")).json()["instances"][0]["id"]
     tally = Tally()
@@ -350,6 +367,7 @@ async def measure(
     opening_at_once = asyncio.Semaphore(OPEN_AT_ONCE)
 
     async def watch(contact: str) -> None:
+        host, port = addresses[next(turn) % len(addresses)]
         async with opening_at_once:
             [client] = await open_clients(host, int(port), 1, tally.on_message)
         client.send_text(json.dumps({"op": "subscribe", "contact": contact}))
@@ -359,13 +377,14 @@ async def measure(
         else:
             w.client = client
 
-    tracker = httpx.AsyncClient(base_url=service_url, timeout=10)
+    tracker = httpx.AsyncClient(timeout=10)
 
     async def track(contact: str, queue: str) -> None:
         # What a contact flow's Lambda does when the caller enters the queue (README).
         body = {"instance": instance, "queueId": queue}
+        url = service_urls[next(turn) % len(service_urls)]
         with contextlib.suppress(httpx.HTTPError):
-            await tracker.put(f"/v1/contacts/{contact}", json=body)
+            await tracker.put(f"{url}/v1/contacts/{contact}", json=body)
 
     def discover(truth_queues: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         truth = {w["contactId"]: w for q in truth_queues for w in q["waiting"]}
@@ -458,8 +477,8 @@ async def measure(
         await asyncio.sleep(max(0.0, SAMPLE_EVERY - (time.monotonic() - now)))
     tally.censored += sum(1 for w in tally.watched.values() if w.wrong_since is not None)
     stats = (await http.get("/_sim/stats")).json()
-    async with httpx.AsyncClient(base_url=service_url, timeout=10) as service_http:
-        status = (await service_http.get("/v1/status")).json()
+    async with httpx.AsyncClient(timeout=10) as service_http:
+        statuses = [(await service_http.get(f"{url}/v1/status")).json() for url in service_urls]
     await asyncio.gather(*opening, return_exceptions=True)
     await tracker.aclose()
     for w in tally.watched.values():
@@ -499,9 +518,16 @@ async def measure(
         "start": args.start,
         "placed_after_s": placed_after,
         "events_refused": relay.refused,
-        "reads_by_purpose": status.get("budget", {}).get("readsByPurpose"),
-        "describes": status.get("budget", {}).get("describes"),
-        "book": status.get("queues"),
+        "replicas": len(service_urls),
+        "reads_by_purpose": dict(
+            sum(
+                (Counter(st.get("budget", {}).get("readsByPurpose") or {}) for st in statuses),
+                Counter(),
+            )
+        ),
+        "describes": sum(st.get("budget", {}).get("describes") or 0 for st in statuses),
+        "book": [st.get("queues") for st in statuses],
+        "book_news": [st.get("bookNews") for st in statuses],
         "series": tally.series,
     }
 
@@ -570,6 +596,9 @@ def main() -> int:
         "--place-limit", type=float, default=900.0, help="seconds --start placed may wait"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="queuecast processes on one redis-server"
+    )
     parser.add_argument("--plot-contacts", type=int, default=4)
     parser.add_argument("--plot", default=str(ROOT / "docs" / "freshness.png"))
     parser.add_argument("--plot-run", default="200,events,harder", help="size,mode,scenario")

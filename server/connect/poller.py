@@ -30,6 +30,7 @@ from server.connect.budget import Budget, LocalBudget, SharedBudget
 from server.connect.client import (
     ConnectClient,
     ContactSummary,
+    DescribeResult,
     MetricsResult,
     Outcome,
     QueueFigures,
@@ -652,7 +653,9 @@ class ContactPoller(AsyncCloseable):
     async def _describe_loop(self) -> None:
         """Place contacts exactly (routing priority, enqueue time, age adjustment) within
         DescribeContact's own quota, newest first: a new arrival's place matters most, and
-        the queue book already orders older ones by their events or reads."""
+        the queue book already orders older ones by their events or reads. Every contact a
+        QUEUED event names is wanted, so polled by some replica and described by it: a caller
+        without a widget who came in at a higher priority is placed too."""
         while True:
             now = self._clock()
             candidates = [c for c in self.contacts if self._wants_describe(c)]
@@ -666,6 +669,30 @@ class ContactPoller(AsyncCloseable):
             completions = self._completions()
             contact = max(candidates, key=lambda c: self._describe_rank(c, completions))
             await self._describe(self.contacts[contact])
+
+    def _place_described(self, contact: str, instance: str, result: DescribeResult) -> None:
+        """DescribeContact's answer into the book, and to the other replicas."""
+        assert result.queue is not None and result.enqueued is not None
+        changed = self.book.described(
+            contact,
+            instance,
+            result.queue,
+            enqueued_at=result.enqueued,
+            priority=result.priority,
+            age_adjustment=float(result.age_adjustment_s),
+            at=self._wall(),
+        )
+        self._tell(
+            "described",
+            self._wall(),
+            instance=instance,
+            queue=result.queue,
+            contact=contact,
+            enqueued_at=result.enqueued,
+            priority=result.priority,
+            age_adjustment=float(result.age_adjustment_s),
+        )
+        self._mark_dirty(changed)
 
     def apply_queue_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:
         """A queue-level read (GetCurrentMetricData, read by the queue figures poller): who
@@ -825,27 +852,8 @@ class ContactPoller(AsyncCloseable):
             state.queue = result.queue
             state.enqueued = None if result.enqueued is None else utc_iso(result.enqueued)
             if result.enqueued is not None:
-                changed = self.book.described(
-                    state.contact,
-                    state.instance,
-                    result.queue,
-                    enqueued_at=result.enqueued,
-                    priority=result.priority,
-                    age_adjustment=float(result.age_adjustment_s),
-                    at=self._wall(),
-                )
-                self._tell(
-                    "described",
-                    self._wall(),
-                    instance=state.instance,
-                    queue=result.queue,
-                    contact=state.contact,
-                    enqueued_at=result.enqueued,
-                    priority=result.priority,
-                    age_adjustment=float(result.age_adjustment_s),
-                )
+                self._place_described(state.contact, state.instance, result)
                 self._replay_unplaced_read(state)
-                self._mark_dirty(changed)
         elif result.outcome is Outcome.THROTTLED:
             await self.describe_budget.throttled(self._clock())
         elif result.outcome in (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -61,7 +61,7 @@ async def once(
 
 @contextlib.asynccontextmanager
 async def emulator_posting_to_service(
-    redis_url: str | None, *emulator_flags: str
+    redis_url: str | None, *emulator_flags: str, service_flags: Sequence[str] = ()
 ) -> AsyncIterator[tuple[EmulatorHandle, ServiceHandle]]:
     """The emulator sends its events to the service's /v1/events; each needs the other's
     address, so the service's port is chosen first (events sent before it listens are
@@ -73,7 +73,12 @@ async def emulator_posting_to_service(
             *QUIET_FLAGS, "--events-url", url, "--events-key", EVENTS_KEY, *emulator_flags
         ) as emulator,
         start_service_process(
-            emulator, redis_url, "--port", str(port), env={"QUEUECAST_EVENTS_KEY": EVENTS_KEY}
+            emulator,
+            redis_url,
+            "--port",
+            str(port),
+            *service_flags,
+            env={"QUEUECAST_EVENTS_KEY": EVENTS_KEY},
         ) as service,
     ):
         yield emulator, service

@@ -97,3 +97,29 @@ async def test_a_priority_contact_jumps_ahead_and_everyone_behind_moves_back(red
             behind = await shown.until(contacts[2], lambda e: e.get("position") == 4)
             assert behind["basis"] in ("inferred", "read")
             assert (await emulator.contact_truth(contacts[2]))["position"] == 4
+
+
+async def test_a_priority_caller_nobody_watches_is_described_and_moves_the_watched_back(
+    redis_server,
+):
+    """A caller with no widget comes in at priority 1: its QUEUED event puts it last (events
+    carry no priority), so every watched contact would go on being shown one place too far
+    ahead. Its QUEUED event made it wanted, so it is described like a watched one: it moves
+    first and everyone moves back, with GetContactMetrics all but switched off (no read can
+    do it instead)."""
+    async with emulator_posting_to_service(
+        redis_server.url, service_flags=("--rps", "0.001", "--burst", "1")
+    ) as (emulator, service):
+        contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(3)]
+        async with ws_client(service.ws_url) as ws:
+            shown = Shown(ws)
+            for contact in contacts:
+                await ws.subscribe(contact)
+            await shown.until(contacts[2], lambda e: e.get("position") == 3)
+            reads = (await emulator.sim_stats())["getContactMetrics"]["total"]
+            await emulator.create_contact("sales", priority=1)  # nobody subscribes to it
+            for n, contact in enumerate(contacts, start=2):
+                moved = await shown.until(contact, lambda e, n=n: e.get("position") == n)
+                assert moved["basis"] == "inferred"
+                assert (await emulator.contact_truth(contact))["position"] == n
+            assert (await emulator.sim_stats())["getContactMetrics"]["total"] == reads
