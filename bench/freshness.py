@@ -119,6 +119,7 @@ class Watched:
     shown_ewt: int | None = None
     first_shown_at: float | None = None
     wrong_since: float | None = None
+    wrong_start: dict[str, Any] | None = None  # what the episode began with (--episodes)
 
 
 @dataclass
@@ -134,6 +135,7 @@ class Tally:
     shown_samples: int = 0
     ewt_errors: list[float] = field(default_factory=list)
     ages: list[float] = field(default_factory=list)
+    episodes: list[dict[str, Any]] = field(default_factory=list)  # corrected, with context
     censored: int = 0  # wrong episodes still open when the contact left or the run ended
     ideal_wrong: int = 0
 
@@ -460,8 +462,17 @@ async def measure(
                 tally.unshown += w.shown is None
                 if w.wrong_since is None:
                     w.wrong_since = now
+                    w.wrong_start = {
+                        "shown": w.shown,
+                        "true": position,
+                        "priority": real.get("priority"),
+                        "ideal_right": ideal.get(contact) == position if ideal else None,
+                        "at_s": round(now - window_start, 2),
+                    }
             elif w.wrong_since is not None:
                 tally.ages.append(now - w.wrong_since)
+                if w.wrong_start is not None:
+                    tally.episodes.append({**w.wrong_start, "age_s": round(now - w.wrong_since, 2)})
                 w.wrong_since = None
             if contact in tally.series:
                 tally.series[contact].append((now - window_start, position, w.shown))
@@ -529,6 +540,7 @@ async def measure(
         "book": [st.get("queues") for st in statuses],
         "book_news": [st.get("bookNews") for st in statuses],
         "series": tally.series,
+        "episodes": tally.episodes,
     }
 
 
@@ -599,6 +611,9 @@ def main() -> int:
     parser.add_argument(
         "--replicas", type=int, default=1, help="queuecast processes on one redis-server"
     )
+    parser.add_argument(
+        "--episodes", help="folder to write each run's corrected wrong spells to, with context"
+    )
     parser.add_argument("--plot-contacts", type=int, default=4)
     parser.add_argument("--plot", default=str(ROOT / "docs" / "freshness.png"))
     parser.add_argument("--plot-run", default="200,events,harder", help="size,mode,scenario")
@@ -614,7 +629,11 @@ def main() -> int:
                 result = asyncio.run(run_one(size, mode, SCENARIOS[scenario_name], args))
                 if f"{size},{mode},{scenario_name}" == args.plot_run:
                     plot(result, Path(args.plot))
-                shown = {k: v for k, v in result.items() if k != "series"}
+                if args.episodes:
+                    name = f"{size}-{mode}-{scenario_name}-r{args.replicas}.json"
+                    Path(args.episodes).mkdir(parents=True, exist_ok=True)
+                    (Path(args.episodes) / name).write_text(json.dumps(result["episodes"]))
+                shown = {k: v for k, v in result.items() if k not in ("series", "episodes")}
                 print_result(summary(shown), shown)
     return 0
 

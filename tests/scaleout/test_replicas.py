@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from tests.scaleout.conftest import LEASE_TTL, replicas
+from tests.support import TIMEOUT_SCALE
 from tests.support.wsclient import ws_client
 
 pytestmark = pytest.mark.e2e
@@ -273,8 +274,16 @@ async def test_redis_restarting_empty_loses_nothing_that_matters(emulator, redis
             await emulator.connect(contacts[1])
             for client in clients:
                 # (a republish of the position-2 state may still be on its way first)
-                moved = await client.next_matching(
-                    lambda m: m.get("contact") == contacts[2] and m.get("position") == 1
-                )
+                try:
+                    moved = await client.next_matching(
+                        lambda m: m.get("contact") == contacts[2] and m.get("position") == 1,
+                        timeout=20 * TIMEOUT_SCALE,
+                    )
+                except TimeoutError:
+                    told = [m for m in client.seen if m.get("contact") == contacts[2]]
+                    statuses = [await s.status() for s in services]
+                    raise AssertionError(
+                        f"contacts[2] never shown at 1: told {told}; statuses {statuses}"
+                    ) from None
                 assert moved["stale"] is False
             assert all(s.proc.returncode is None for s in services)
