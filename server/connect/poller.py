@@ -282,7 +282,7 @@ class ContactPoller(AsyncCloseable):
                 self._wanted()
         elif event.kind in _END_REASONS:
             book_reason, reason = _END_REASONS[event.kind]
-            changed = self.book.left(event.contact_id, event.at, book_reason)
+            changed = self.book.left(event.contact_id, event.at, book_reason, queue=event.queue_id)
             if event.contact_id not in self.book:
                 self._end(event.contact_id, reason)
         else:
@@ -629,12 +629,21 @@ class ContactPoller(AsyncCloseable):
         """A contact nothing has placed yet first (its subscriber sees nothing until then:
         each call should place someone new while anyone waits unplaced), in the queue closest
         to being known whole; then a member placed by a read alone (its place in routing
-        order is borrowed from its neighbours); then the newest."""
+        order is borrowed from its neighbours), likewise; then the newest.
+
+        Members that events placed go newest first whatever their queue: what is unknown of
+        them is their priority, and a new arrival at a higher priority is ahead of everyone
+        the book puts ahead of it. (Ranked by queue completion too, a new arrival in a queue
+        where one caller was missing, an event lost or still on its way, waited behind every
+        older member of the other queues: 5-15 s with a backlog to describe.)"""
         member = self.book.member(contact)
+        unplaced = member is None
+        read_placed = member is not None and member.placed_by == "read"
+        focus = _completion(self.contacts.get(contact), completions)
         return (
-            member is None,
-            member is not None and member.placed_by == "read",
-            _completion(self.contacts.get(contact), completions),
+            unplaced,
+            read_placed,
+            focus if unplaced or read_placed else 0.0,
             self._started_at.get(contact, 0.0),
         )
 
@@ -704,11 +713,17 @@ class ContactPoller(AsyncCloseable):
             queue=queue,
             waiting=figures.contacts_in_queue,
             oldest_age=figures.oldest_contact_age_s,
+            snapshot_at=figures.snapshot_at,
         )
 
     def _take_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:
         suspects = self.book.figures(
-            queue, figures.contacts_in_queue, figures.oldest_contact_age_s, at=at, now=now
+            queue,
+            figures.contacts_in_queue,
+            figures.oldest_contact_age_s,
+            at=at,
+            now=now,
+            snapshot_at=figures.snapshot_at,
         )
         if figures.contacts_in_queue > 0:
             self._oldest[queue] = at - figures.oldest_contact_age_s
@@ -826,7 +841,9 @@ class ContactPoller(AsyncCloseable):
         elif news.kind == "figures":
             assert news.queue and news.waiting is not None and news.oldest_age is not None
             figures = QueueFigures(
-                contacts_in_queue=news.waiting, oldest_contact_age_s=news.oldest_age
+                contacts_in_queue=news.waiting,
+                oldest_contact_age_s=news.oldest_age,
+                snapshot_at=news.snapshot_at,
             )
             self._take_figures(news.queue, figures, news.at, now)
         self.news_applied[news.kind] += 1

@@ -46,6 +46,13 @@ SERVICE_WINDOW = 300.0  # seconds of departures that make a queue's service rate
 MIN_DEPARTURES = 3  # below this many in the window there is no rate to speak of
 MAX_ENDED = 100_000  # ended contacts remembered (oldest forgotten first)
 CLOCK_TOLERANCE = 1.0  # seconds of disagreement between Connect's clock and ours
+# With Connect's own time of the figures there is one clock: only rounding separates them.
+SNAPSHOT_TOLERANCE = 0.1
+UNKNOWN_FEW = 4  # unknown callers are "few" below a quarter of a line's members
+# How long a count that dropped waits for the end event that explains it when events flow:
+# EventBridge delivers within a second or two (the p95 delay); the emulator's harder scenario
+# delays up to 2 s.
+SURPLUS_GRACE = 2.5
 GUESS_WINDOW = 30.0  # seconds an end may precede the count drop it explains (late news)
 
 Placement = Literal["event", "search", "describe", "read"]
@@ -102,6 +109,7 @@ class Line:
     seconds_per_position: float | None = None
     waiting: int | None = None  # contacts in queue, from the latest queue-level read
     oldest_at: float | None = None  # our wall time the oldest waiting was enqueued (same read)
+    surplus_since: float | None = None  # wall time the count first fell below the book's
 
     def __iter__(self) -> Iterator[Member]:
         return (self.members[key] for key in self.keys)
@@ -191,6 +199,10 @@ class QueueBook:
         self._where: dict[str, Member] = {}
         self.ended: OrderedDict[str, Ended] = OrderedDict()
         self._clock = ConnectClock()
+        # Contact events place members: then nearly every caller is a member and their ends
+        # are announced, so a count that dropped is most likely a member whose end event is
+        # on its way, not one of the few unknown callers (a lost QUEUED event's).
+        self.events_flow = False
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -268,6 +280,8 @@ class QueueBook:
         ended = self.ended.get(contact)
         if ended is not None and ended.at >= at:
             return set()  # late news of a contact that has left
+        if placed_by == "event":
+            self.events_flow = True
         member = self._where.get(contact)
         routing_time = enqueued_at if enqueued_at is not None else at
         if member is not None:
@@ -296,9 +310,16 @@ class QueueBook:
         )
         return changed | {queue}
 
-    def left(self, contact: str, at: float, reason: EndReason) -> set[str]:
+    def left(
+        self, contact: str, at: float, reason: EndReason, *, queue: str | None = None
+    ) -> set[str]:
         """The contact left its queue at `at` (connected to an agent, disconnected, or a poll
-        said it is no longer queued). Returns the queues whose positions changed."""
+        said it is no longer queued); `queue` is the queue its end event names, if any.
+        Returns the queues whose positions changed.
+
+        The end of a contact that was never a member, in a line that counts unknown callers,
+        is most likely one of them (its QUEUED event was lost): one is taken, from the
+        front."""
         known = self.ended.get(contact)
         if known is None or at < known.at or (known.reason == "left_queue" != reason):
             # The earliest end is how the wait ended (CONNECTED_TO_AGENT comes before the
@@ -308,6 +329,10 @@ class QueueBook:
             while len(self.ended) > MAX_ENDED:
                 self.ended.popitem(last=False)
         member = self._where.get(contact)
+        if member is None and known is None and queue is not None and queue in self.lines:
+            line = self.lines[queue]
+            if self._drain_unknown(line, None, 1, at) == 0:
+                return {queue}
         if member is None or member.learnt_at > at:
             return set()
         line = self.lines[member.queue]
@@ -411,13 +436,26 @@ class QueueBook:
         return ReadOutcome(error=error, suspects=suspects)
 
     def figures(
-        self, queue: str, waiting: int, oldest_age: float, *, at: float, now: float
+        self,
+        queue: str,
+        waiting: int,
+        oldest_age: float,
+        *,
+        at: float,
+        now: float,
+        snapshot_at: float | None = None,
     ) -> tuple[str, ...]:
         """GetCurrentMetricData for `queue`: `waiting` contacts in queue, the oldest enqueued
-        `oldest_age` seconds before `at`.
+        `oldest_age` seconds before `at` (our clock) or before `snapshot_at` (Connect's, when
+        the answer had its `DataSnapshotTime`).
 
         Members enqueued before the oldest one still waiting have left: they become suspects
-        (a read confirms; clocks may differ by a little, hence `CLOCK_TOLERANCE`). The unknown
+        (a read confirms). Enqueue timestamps are on Connect's clock: with `snapshot_at` the
+        oldest's is known outright; without, our clock's offset from Connect's is learnt
+        (`ConnectClock`) and the comparison allows `CLOCK_TOLERANCE`. (The learnt offset
+        was off by seconds in a line with priorities: a priority caller at the front, younger
+        than the oldest, biases every sample it makes; members still waiting were then taken
+        for gone, and everyone behind shown a place too far ahead for 3-15 s.) The unknown
         contacts are what `waiting` leaves over for them: when the book counts more, the
         surplus is drained from the front; when every waiting contact is a known member, the
         line is exact and is marked confirmed.
@@ -445,6 +483,8 @@ class QueueBook:
             self._clock.observe(at - oldest_age - front.enqueued_at)
         if waiting == 0:
             cutoff: float | None = math.inf  # nobody waits: everyone here has left
+        elif snapshot_at is not None:
+            cutoff = snapshot_at - oldest_age - SNAPSHOT_TOLERANCE
         elif offset is None:
             cutoff = None  # Connect's clock is not known yet: no member can be judged
         else:
@@ -461,7 +501,16 @@ class QueueBook:
         known = sum(1 for m in line if not m.suspect)
         unknown = sum(m.unknown_before for m in line)
         surplus = known + unknown - waiting
-        if surplus > 0:
+        if surplus <= 0:
+            line.surplus_since = None
+        elif self._members_first(line) and at - (line.surplus_since or at) < SURPLUS_GRACE:
+            # Most likely a member whose end event is on its way (an abandon, out of turn):
+            # it will say who. Guessing now moved the wrong callers: the front-most member
+            # taken for gone, or the one unknown caller (a lost QUEUED's) dropped again at
+            # every departure, everyone behind it shown a place too far ahead for 3-11 s.
+            line.surplus_since = line.surplus_since or at
+        else:
+            line.surplus_since = None
             surplus = self._drain_unknown(line, None, surplus, at)
             # More known members than wait: the front-most are most likely gone already.
             suspects.extend(self._mark_suspects(line, None, surplus, at))
@@ -688,6 +737,14 @@ class QueueBook:
             if fewer <= 0:
                 break
         return True
+
+    def _members_first(self, line: Line) -> bool:
+        """Whether members' ends are announced here: contact events flow, and unknown callers
+        are few (a lost QUEUED event's) beside the members they placed."""
+        if not self.events_flow:
+            return False
+        unknown = sum(m.unknown_before for m in line)
+        return unknown * UNKNOWN_FEW < len(line)
 
     def _drain_unknown(self, line: Line, reader: Member | None, surplus: int, at: float) -> int:
         """`surplus` fewer contacts are ahead of `reader` than the book counts: take unknown
