@@ -394,7 +394,7 @@ async def measure(
     def discover(truth_queues: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         truth = {w["contactId"]: w for q in truth_queues for w in q["waiting"]}
         at = time.monotonic()
-        for q in truth_queues:
+        for q in truth_queues if args.episodes else ():  # context for --episodes only
             for waiting in q["waiting"]:
                 first_seen.setdefault(waiting["contactId"], at)
                 queue_of[waiting["contactId"]] = q["waiting"]
@@ -470,40 +470,44 @@ async def measure(
                 tally.unshown += w.shown is None
                 if w.wrong_since is None:
                     w.wrong_since = now
-                    w.wrong_start = {
-                        "shown": w.shown,
-                        "true": position,
-                        "priority": real.get("priority"),
-                        "ideal_right": ideal.get(contact) == position if ideal else None,
-                        # how long ago the newest caller routed ahead of it at a higher
-                        # priority came (a priority arrival the book has not placed yet?)
-                        "priority_ahead_age_s": min(
-                            (
-                                round(now - first_seen[a["contactId"]], 2)
-                                for a in queue_of.get(contact, [])
-                                if a["position"] < position
-                                and (a.get("priority") or 5) < (real.get("priority") or 5)
-                            ),
-                            default=None,
-                        ),
-                        "at_s": round(now - window_start, 2),
-                        "contact": contact[-6:],
-                        # the line up to it: (contact, true position, shown or "-" unwatched);
-                        # the first watched one shown off says where the book went wrong
-                        "line": [
-                            (
-                                a["contactId"][-6:],
-                                a["position"],
+                    w.wrong_start = (
+                        None
+                        if not args.episodes
+                        else {
+                            "shown": w.shown,
+                            "true": position,
+                            "priority": real.get("priority"),
+                            "ideal_right": ideal.get(contact) == position if ideal else None,
+                            # how long ago the newest caller routed ahead of it at a higher
+                            # priority came (a priority arrival the book has not placed yet?)
+                            "priority_ahead_age_s": min(
                                 (
-                                    tally.watched[a["contactId"]].shown
-                                    if a["contactId"] in tally.watched
-                                    else "-"
+                                    round(now - first_seen[a["contactId"]], 2)
+                                    for a in queue_of.get(contact, [])
+                                    if a["position"] < position
+                                    and (a.get("priority") or 5) < (real.get("priority") or 5)
                                 ),
-                            )
-                            for a in queue_of.get(contact, [])
-                            if a["position"] <= position
-                        ],
-                    }
+                                default=None,
+                            ),
+                            "at_s": round(now - window_start, 2),
+                            "contact": contact[-6:],
+                            # the line up to it: (contact, true position, shown or "-" unwatched);
+                            # the first watched one shown off says where the book went wrong
+                            "line": [
+                                (
+                                    a["contactId"][-6:],
+                                    a["position"],
+                                    (
+                                        tally.watched[a["contactId"]].shown
+                                        if a["contactId"] in tally.watched
+                                        else "-"
+                                    ),
+                                )
+                                for a in queue_of.get(contact, [])
+                                if a["position"] <= position
+                            ],
+                        }
+                    )
             elif w.wrong_since is not None:
                 tally.ages.append(now - w.wrong_since)
                 if w.wrong_start is not None:

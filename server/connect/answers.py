@@ -97,9 +97,6 @@ class QueueFigures:
     agents_available: int = 0
     agents_online: int = 0
     agents_staffed: int = 0
-    # Connect's own time of the figures (`DataSnapshotTime`, epoch seconds): the oldest was
-    # enqueued `oldest_contact_age_s` before it, on the clock enqueue timestamps are on.
-    snapshot_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +241,6 @@ def parse_current_metrics(response: dict[str, Any]) -> dict[str, QueueFigures]:
     """QueueFigures by queue id out of one page grouped by QUEUE; rows without a queue id are
     skipped, a missing or null value reads as 0."""
     figures: dict[str, QueueFigures] = {}
-    snapshot_at = _epoch(response.get("DataSnapshotTime"))
     for result in response.get("MetricResults") or ():
         queue = ((result.get("Dimensions") or {}).get("Queue") or {}).get("Id")
         if not isinstance(queue, str):
@@ -261,7 +257,6 @@ def parse_current_metrics(response: dict[str, Any]) -> dict[str, QueueFigures]:
             agents_available=round(values.get("agents_available", 0)),
             agents_online=round(values.get("agents_online", 0)),
             agents_staffed=round(values.get("agents_staffed", 0)),
-            snapshot_at=snapshot_at,
         )
     return figures
 

@@ -29,8 +29,7 @@ class BookNews:
     - `read`: `contact` in `queue` was at `position` with wait `ewt` at `at`.
     - `described`: `contact` was enqueued in `queue` at `enqueued_at` with `priority` and
       `age_adjustment` (DescribeContact).
-    - `figures`: `waiting` contacts in `queue`, the oldest `oldest_age` seconds old at `at`
-      (and at `snapshot_at`, Connect's time of the figures, when known).
+    - `figures`: `waiting` contacts in `queue`, the oldest `oldest_age` seconds old at `at`.
     - `left`: `contact` left its queue at `at`, `reason` says how (`EndReason`).
     """
 
@@ -47,7 +46,6 @@ class BookNews:
     age_adjustment: float | None = None
     waiting: int | None = None
     oldest_age: float | None = None
-    snapshot_at: float | None = None
     reason: EndReason | None = None
 
     def to_json(self) -> bytes:

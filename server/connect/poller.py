@@ -713,17 +713,11 @@ class ContactPoller(AsyncCloseable):
             queue=queue,
             waiting=figures.contacts_in_queue,
             oldest_age=figures.oldest_contact_age_s,
-            snapshot_at=figures.snapshot_at,
         )
 
     def _take_figures(self, queue: str, figures: QueueFigures, at: float, now: float) -> None:
         suspects = self.book.figures(
-            queue,
-            figures.contacts_in_queue,
-            figures.oldest_contact_age_s,
-            at=at,
-            now=now,
-            snapshot_at=figures.snapshot_at,
+            queue, figures.contacts_in_queue, figures.oldest_contact_age_s, at=at, now=now
         )
         if figures.contacts_in_queue > 0:
             self._oldest[queue] = at - figures.oldest_contact_age_s
@@ -843,7 +837,6 @@ class ContactPoller(AsyncCloseable):
             figures = QueueFigures(
                 contacts_in_queue=news.waiting,
                 oldest_contact_age_s=news.oldest_age,
-                snapshot_at=news.snapshot_at,
             )
             self._take_figures(news.queue, figures, news.at, now)
         self.news_applied[news.kind] += 1

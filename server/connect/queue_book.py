@@ -46,8 +46,6 @@ SERVICE_WINDOW = 300.0  # seconds of departures that make a queue's service rate
 MIN_DEPARTURES = 3  # below this many in the window there is no rate to speak of
 MAX_ENDED = 100_000  # ended contacts remembered (oldest forgotten first)
 CLOCK_TOLERANCE = 1.0  # seconds of disagreement between Connect's clock and ours
-# With Connect's own time of the figures there is one clock: only rounding separates them.
-SNAPSHOT_TOLERANCE = 0.1
 UNKNOWN_FEW = 4  # unknown callers are "few" below a quarter of a line's members
 # How long a count that dropped waits for the end event that explains it when events flow:
 # EventBridge delivers within a second or two (the p95 delay); the emulator's harder scenario
@@ -436,26 +434,13 @@ class QueueBook:
         return ReadOutcome(error=error, suspects=suspects)
 
     def figures(
-        self,
-        queue: str,
-        waiting: int,
-        oldest_age: float,
-        *,
-        at: float,
-        now: float,
-        snapshot_at: float | None = None,
+        self, queue: str, waiting: int, oldest_age: float, *, at: float, now: float
     ) -> tuple[str, ...]:
         """GetCurrentMetricData for `queue`: `waiting` contacts in queue, the oldest enqueued
-        `oldest_age` seconds before `at` (our clock) or before `snapshot_at` (Connect's, when
-        the answer had its `DataSnapshotTime`).
+        `oldest_age` seconds before `at`.
 
         Members enqueued before the oldest one still waiting have left: they become suspects
-        (a read confirms). Enqueue timestamps are on Connect's clock: with `snapshot_at` the
-        oldest's is known outright; without, our clock's offset from Connect's is learnt
-        (`ConnectClock`) and the comparison allows `CLOCK_TOLERANCE`. (The learnt offset
-        was off by seconds in a line with priorities: a priority caller at the front, younger
-        than the oldest, biases every sample it makes; members still waiting were then taken
-        for gone, and everyone behind shown a place too far ahead for 3-15 s.) The unknown
+        (a read confirms; clocks may differ by a little, hence `CLOCK_TOLERANCE`). The unknown
         contacts are what `waiting` leaves over for them: when the book counts more, the
         surplus is drained from the front; when every waiting contact is a known member, the
         line is exact and is marked confirmed.
@@ -483,8 +468,6 @@ class QueueBook:
             self._clock.observe(at - oldest_age - front.enqueued_at)
         if waiting == 0:
             cutoff: float | None = math.inf  # nobody waits: everyone here has left
-        elif snapshot_at is not None:
-            cutoff = snapshot_at - oldest_age - SNAPSHOT_TOLERANCE
         elif offset is None:
             cutoff = None  # Connect's clock is not known yet: no member can be judged
         else:

@@ -324,17 +324,6 @@ def test_reads_and_describes_mixed_in_a_long_line_keep_the_reads_near_right() ->
     assert sum(errors) / len(errors) <= 5
 
 
-def test_figures_judge_who_left_by_connects_own_snapshot_time() -> None:
-    """With `DataSnapshotTime` the oldest waiting's enqueue time is on the events' clock: no
-    offset to learn (with a priority caller at the front, the learnt one was seconds off)."""
-    book = book_with("a", "b", "c")  # enqueued at 100, 101, 102 (Connect's clock)
-    # Our clock runs 50 s ahead of Connect's: `at` alone would put everyone past the oldest.
-    book.figures(Q, 2, oldest_age=9.0, at=160.0, now=1.0, snapshot_at=110.0)
-    assert book.positions(Q) == {"b": 1, "c": 2}  # a left (enqueued before the oldest, 101)
-    line = book.line(Q)
-    assert line is not None and [m.contact for m in line if m.suspect] == ["a"]
-
-
 def test_with_events_a_count_that_dropped_waits_for_the_end_event_that_says_who() -> None:
     """Someone hung up out of turn; its DISCONNECTED is on its way. Guessing would take the
     front-most for gone (wrong) or drop the one unknown caller (a lost QUEUED's, wrong): the
@@ -342,18 +331,18 @@ def test_with_events_a_count_that_dropped_waits_for_the_end_event_that_says_who(
     book = book_with(*"abcdef")
     book.read("d", INST, Q, position=5, ewt=None, at=110.0, now=1.0)  # one unknown ahead of d
     assert book.positions(Q) == {"a": 1, "b": 2, "c": 3, "d": 5, "e": 6, "f": 7}
-    book.figures(Q, 6, oldest_age=11.0, at=111.0, now=2.0, snapshot_at=111.0)  # c hung up
+    book.figures(Q, 6, oldest_age=11.0, at=111.0, now=2.0)  # c hung up
     assert book.positions(Q) == {"a": 1, "b": 2, "c": 3, "d": 5, "e": 6, "f": 7}
     book.left("c", at=110.5, reason="disconnected")  # the event, 1.5 s later
-    book.figures(Q, 6, oldest_age=12.0, at=112.0, now=3.0, snapshot_at=112.0)
+    book.figures(Q, 6, oldest_age=12.0, at=112.0, now=3.0)
     assert book.positions(Q) == {"a": 1, "b": 2, "d": 4, "e": 5, "f": 6}  # the unknown stays
 
 
 def test_with_events_an_unexplained_count_is_acted_on_after_the_grace() -> None:
     book = book_with(*"abcdef")
     book.read("d", INST, Q, position=5, ewt=None, at=110.0, now=1.0)
-    book.figures(Q, 6, oldest_age=11.0, at=111.0, now=2.0, snapshot_at=111.0)
-    book.figures(Q, 6, oldest_age=14.0, at=114.0, now=5.0, snapshot_at=114.0)  # no event came
+    book.figures(Q, 6, oldest_age=11.0, at=111.0, now=2.0)
+    book.figures(Q, 6, oldest_age=14.0, at=114.0, now=5.0)  # no event came
     assert book.positions(Q) == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6}
 
 
