@@ -682,6 +682,7 @@ class ContactPoller(AsyncCloseable):
     def _place_described(self, contact: str, instance: str, result: DescribeResult) -> None:
         """DescribeContact's answer into the book, and to the other replicas."""
         assert result.queue is not None and result.enqueued is not None
+        at = self._wall()
         changed = self.book.described(
             contact,
             instance,
@@ -689,11 +690,11 @@ class ContactPoller(AsyncCloseable):
             enqueued_at=result.enqueued,
             priority=result.priority,
             age_adjustment=float(result.age_adjustment_s),
-            at=self._wall(),
+            at=at,
         )
         self._tell(
             "described",
-            self._wall(),
+            at,
             instance=instance,
             queue=result.queue,
             contact=contact,

@@ -37,6 +37,16 @@ class Shown:
                     self.events.setdefault(message["contact"], []).append(message)
 
 
+async def watched_in_line(ws: WsClient, contacts: list[str]) -> Shown:
+    """Subscribe to `contacts` (queued in that order) and read until the last is shown at its
+    place."""
+    shown = Shown(ws)
+    for contact in contacts:
+        await ws.subscribe(contact)
+    await shown.until(contacts[-1], lambda e: e.get("position") == len(contacts))
+    return shown
+
+
 async def test_events_move_everyone_at_once_and_say_how_the_wait_ended(redis_server):
     """Events delivered twice and out of order: CONNECTED_TO_AGENT of the head moves everyone
     behind up at once (inferred), ends the head with its reason, and no late QUEUED revives it."""
@@ -87,10 +97,7 @@ async def test_a_priority_contact_jumps_ahead_and_everyone_behind_moves_back(red
     async with emulator_posting_to_service(redis_server.url) as (emulator, service):
         contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(3)]
         async with ws_client(service.ws_url) as ws:
-            shown = Shown(ws)
-            for contact in contacts:
-                await ws.subscribe(contact)
-            await shown.until(contacts[2], lambda e: e.get("position") == 3)
+            shown = await watched_in_line(ws, contacts)
             vip = (await emulator.create_contact("sales", priority=1))["contactId"]
             await ws.subscribe(vip)
             await shown.until(vip, lambda e: e.get("position") == 1)
@@ -112,10 +119,7 @@ async def test_a_priority_caller_nobody_watches_is_described_and_moves_the_watch
     ) as (emulator, service):
         contacts = [(await emulator.create_contact("sales"))["contactId"] for _ in range(3)]
         async with ws_client(service.ws_url) as ws:
-            shown = Shown(ws)
-            for contact in contacts:
-                await ws.subscribe(contact)
-            await shown.until(contacts[2], lambda e: e.get("position") == 3)
+            shown = await watched_in_line(ws, contacts)
             reads = (await emulator.sim_stats())["getContactMetrics"]["total"]
             await emulator.create_contact("sales", priority=1)  # nobody subscribes to it
             for n, contact in enumerate(contacts, start=2):
